@@ -390,9 +390,7 @@ class ReasonEmbedEncoder:
         if batch:
             yield batch
 
-    def _embed_with_backoff(
-        self, model: torch.nn.Module, device: torch.device, batch: list[list[int]]
-    ) -> np.ndarray:
+    def _embed_with_backoff(self, model: torch.nn.Module, device: torch.device, batch: list[list[int]]) -> np.ndarray:
         try:
             return self._embed_batch(model, device, batch)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
@@ -403,7 +401,10 @@ class ReasonEmbedEncoder:
         half = len(batch) // 2
         logger.warning("Out of memory on %s with %d texts; retrying in halves.", device, len(batch))
         return np.concatenate(
-            [self._embed_with_backoff(model, device, batch[:half]), self._embed_with_backoff(model, device, batch[half:])]
+            [
+                self._embed_with_backoff(model, device, batch[:half]),
+                self._embed_with_backoff(model, device, batch[half:]),
+            ]
         )
 
     def _embed_batch(self, model: torch.nn.Module, device: torch.device, batch: list[list[int]]) -> np.ndarray:
@@ -436,7 +437,7 @@ class ReasonEmbedEncoder:
 def _hidden_size(model: torch.nn.Module) -> int:
     config = model.config  # type: ignore[attr-defined]
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(getattr(text_config, "hidden_size", None) or getattr(text_config, "d_model"))
+    return int(getattr(text_config, "hidden_size", None) or text_config.d_model)
 
 
 def _copy_to(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

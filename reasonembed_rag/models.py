@@ -157,7 +157,9 @@ def package_path(spec: ModelSpec) -> Path:
     path = Path(list(found.submodule_search_locations)[0]) / inner
     target = path / spec.gguf_file if spec.gguf_file else path
     if not target.exists():
-        raise ModelNotAvailableError(f"Model {spec.alias!r}: expected {target} inside package {package!r}; reinstall it.")
+        raise ModelNotAvailableError(
+            f"Model {spec.alias!r}: expected {target} inside package {package!r}; reinstall it."
+        )
     return path
 
 
