@@ -188,6 +188,8 @@ class ReasonEmbedEncoder:
         if config.max_length < 4:
             raise ValueError(f"max_length must be at least 4 tokens, got {config.max_length}.")
         self.name = name
+        self.source: str | None = None
+        """The folder or Hub id the weights were loaded from (set by :meth:`from_pretrained`)."""
         self.config = config
         self.tokenizer = tokenizer
         first = next(model.parameters())
@@ -254,7 +256,9 @@ class ReasonEmbedEncoder:
 
         model, tokenizer = _load_weights(path, config, torch_dtype, trust_remote_code)
         model.to(resolved_devices[0])
-        return cls(model, tokenizer, config, name=name, devices=resolved_devices, batch_tokens=batch_tokens)
+        encoder = cls(model, tokenizer, config, name=name, devices=resolved_devices, batch_tokens=batch_tokens)
+        encoder.source = path
+        return encoder
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write weights (safetensors), tokenizer and ``reasonembed_config.json`` so the folder reloads as is."""
@@ -338,6 +342,7 @@ class ReasonEmbedEncoder:
         with tqdm(total=len(items), desc="Embedding", unit="text", disable=not show_progress) as bar:
             lock = threading.Lock()
 
+            @torch.inference_mode()  # inference mode is per thread: worker threads need their own
             def run(replica_index: int) -> None:
                 replica, device = self._replicas[replica_index], self.devices[replica_index]
                 for indices in batches[replica_index :: len(self._replicas)]:
