@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--other-dtype-n", type=int, default=200, help="texts for the other dtypes (slow on CPU)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="also write results here")
+    parser.add_argument("--save-texts", default=None, help="write the generated text sets to this JSON file")
+    parser.add_argument("--texts-file", default=None, help="read text sets from a --save-texts file (no champ needed)")
     args = parser.parse_args()
 
     from reasonembed_rag import ReasonEmbedEncoder
@@ -87,8 +89,18 @@ def main() -> None:
     reference = ReasonEmbedEncoder.from_pretrained(args.model, dtype=dtypes[0], device=args.device)
     device = reference.devices[0]
     print(f"model={args.model} device={device} threads={torch.get_num_threads()} n={args.n}")
-    for label, uniform in (("varied 32-2048", None), (f"uniform {args.uniform_length}", args.uniform_length)):
-        texts = make_texts(reference.tokenizer, args.n, uniform=uniform)
+    if args.texts_file:
+        with open(args.texts_file) as handle:
+            sets = json.load(handle)
+    else:
+        sets = {
+            "varied 32-2048": make_texts(reference.tokenizer, args.n, uniform=None),
+            f"uniform {args.uniform_length}": make_texts(reference.tokenizer, args.n, uniform=args.uniform_length),
+        }
+    if args.save_texts:
+        with open(args.save_texts, "w") as handle:
+            json.dump(sets, handle)
+    for label, texts in sets.items():
         tokens = sum(len(t) for t in reference.tokenize(texts))
         ours, ours_s = timed(lambda t=texts: reference.encode(t))
         st = sentence_transformer(reference, reference.config.pooling, reference.max_length, DTYPE[dtypes[0]])

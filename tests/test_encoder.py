@@ -71,8 +71,8 @@ def test_last_token_pooling_equals_reference(tiny):
     ids = tiny.tokenize([text])[0]
     assert ids[-1] == tiny._suffix[-1]
     with torch.inference_mode():
-        hidden = tiny._replicas[0](input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
-    reference = torch.nn.functional.normalize(hidden.float(), dim=-1).numpy()
+        hidden = tiny._replicas[0](input_ids=torch.tensor([ids], device=tiny.devices[0])).last_hidden_state[0, -1]
+    reference = torch.nn.functional.normalize(hidden.float(), dim=-1).cpu().numpy()
     batch = tiny.encode([text, "a much longer text " * 20, ""])[0]
     np.testing.assert_allclose(batch, reference, atol=1e-5)
 
@@ -185,7 +185,7 @@ def test_out_of_memory_backs_off_and_keeps_order(tiny, monkeypatch):
         return real(self, model, device, batch)
 
     monkeypatch.setattr(type(tiny), "_embed_batch", flaky)
-    np.testing.assert_allclose(tiny.encode(MIXED), expected, atol=1e-5)
+    assert _min_cosine(tiny.encode(MIXED), expected) >= 0.999  # bf16 on a GPU depends a little on batch makeup
     assert max(sizes) > 2 and sizes[-1] <= 2
 
 
@@ -200,9 +200,10 @@ def test_other_runtime_errors_are_not_swallowed(tiny, monkeypatch):
 
 def test_several_devices_give_the_same_vectors(tiny):
     """Two replicas (both on CPU here; on a multi-GPU machine, one per GPU) split the batches between them."""
-    double = ReasonEmbedEncoder.from_pretrained(tiny.name, devices=["cpu", "cpu"], batch_tokens=64)
+    device = str(tiny.devices[0])
+    double = ReasonEmbedEncoder.from_pretrained(tiny.name, devices=[device, device], batch_tokens=64)
     assert len(double._replicas) == 2
-    np.testing.assert_allclose(double.encode(MIXED), tiny.encode(MIXED), atol=1e-5)
+    assert _min_cosine(double.encode(MIXED), tiny.encode(MIXED)) >= 0.999
 
 
 def test_save_and_reload_carries_settings(tiny, tmp_path):
