@@ -39,9 +39,7 @@ def make_texts(tokenizer, n: int, *, uniform: int | None, seed: int = 0) -> list
     """Windows of real text with target token lengths (log-uniform 32-2048, or all ``uniform`` long)."""
     ids = tokenizer(corpus_text(), add_special_tokens=False)["input_ids"]
     rng = np.random.default_rng(seed)
-    lengths = (
-        np.full(n, uniform) if uniform else np.exp(rng.uniform(np.log(32), np.log(2048), size=n)).astype(int)
-    )
+    lengths = np.full(n, uniform) if uniform else np.exp(rng.uniform(np.log(32), np.log(2048), size=n)).astype(int)
     texts = []
     for length in lengths:
         start = int(rng.integers(0, len(ids) - length - 1))
@@ -105,12 +103,17 @@ def main() -> None:
         ours, ours_s = timed(lambda t=texts: reference.encode(t))
         st = sentence_transformer(reference, reference.config.pooling, reference.max_length, DTYPE[dtypes[0]])
         st.to(device)
-        theirs, theirs_s = timed(lambda t=texts: st.encode(t, batch_size=args.st_batch_size, convert_to_numpy=True))
+        theirs, theirs_s = timed(
+            lambda t=texts, st=st: st.encode(t, batch_size=args.st_batch_size, convert_to_numpy=True)
+        )
         cosine = float((ours * theirs).sum(axis=1).min()) if reference.config.pooling != "lasttoken" else None
         row = {
-            "texts": len(texts), "tokens": tokens,
-            "ours_texts_per_s": len(texts) / ours_s, "st_texts_per_s": len(texts) / theirs_s,
-            "ratio": theirs_s / ours_s, "min_cosine_vs_st": cosine,
+            "texts": len(texts),
+            "tokens": tokens,
+            "ours_texts_per_s": len(texts) / ours_s,
+            "st_texts_per_s": len(texts) / theirs_s,
+            "ratio": theirs_s / ours_s,
+            "min_cosine_vs_st": cosine,
         }
         print(
             f"[{label}] {tokens} tokens | ours {row['ours_texts_per_s']:.1f} texts/s | "
@@ -124,16 +127,24 @@ def main() -> None:
             vectors, seconds = timed(lambda t=subset, o=other: o.encode(t))
             cos = float((vectors * ours[: len(subset)]).sum(axis=1).min())
             _, base_s = timed(lambda t=subset: reference.encode(t))
-            print(f"[{label}] {dtype} on {len(subset)} texts: {len(subset) / seconds:.1f} texts/s "
-                  f"({base_s / seconds:.2f}x float32) "
-                  f"min cosine to float32 {cos:.5f}")
-            results[f"{label} {dtype}"] = {"texts_per_s": len(subset) / seconds, "speedup": base_s / seconds,
-                                           "min_cosine": cos}
+            print(
+                f"[{label}] {dtype} on {len(subset)} texts: {len(subset) / seconds:.1f} texts/s "
+                f"({base_s / seconds:.2f}x float32) "
+                f"min cosine to float32 {cos:.5f}"
+            )
+            results[f"{label} {dtype}"] = {
+                "texts_per_s": len(subset) / seconds,
+                "speedup": base_s / seconds,
+                "min_cosine": cos,
+            }
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["peak_rss_mb"] = peak
     if device.type == "cuda":
         results["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    print(f"peak RSS {peak:.0f} MB" + (f", peak CUDA {results['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in results else ""))
+    print(
+        f"peak RSS {peak:.0f} MB"
+        + (f", peak CUDA {results['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in results else "")
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .integrations.chroma import ChromaEmbeddingFunction
     from .integrations.langchain import LangChainEmbeddings
     from .integrations.llama_index import LlamaIndexEmbedding
+    from .store import ChromaStore, CollectionMismatchError
 
 __version__ = "0.1.0"
 
@@ -25,12 +26,16 @@ _LAZY = {
     "LlamaIndexEmbedding": ".integrations.llama_index",
     "LangChainEmbeddings": ".integrations.langchain",
     "ChromaEmbeddingFunction": ".integrations.chroma",
+    "ChromaStore": ".store",
+    "CollectionMismatchError": ".store",
 }
 
 __all__ = [
     "BRIGHT_INSTRUCTIONS",
     "BRIGHT_LONG_INSTRUCTIONS",
     "ChromaEmbeddingFunction",
+    "ChromaStore",
+    "CollectionMismatchError",
     "EncoderConfig",
     "LangChainEmbeddings",
     "LlamaIndexEmbedding",

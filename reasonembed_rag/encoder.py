@@ -244,6 +244,9 @@ class ReasonEmbedEncoder:
         torch_dtype = resolve_dtype(dtype, resolved_devices[0])
 
         name = os.fspath(name_or_path)
+        if get_spec(name) is None and Path(name).expanduser().exists():
+            # Collections record this name and rebuild the model from it in other processes and folders.
+            name = str(Path(name).expanduser().resolve())
         path, config = _locate(name)
         if pooling is not None:
             config.pooling = pooling
@@ -263,11 +266,17 @@ class ReasonEmbedEncoder:
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write weights (safetensors), tokenizer and ``reasonembed_config.json`` so the folder reloads as is."""
         Path(folder).mkdir(parents=True, exist_ok=True)
-        self._replicas[0].save_pretrained(folder, safe_serialization=True)
+        model: Any = self._replicas[0]
+        model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         self.config.save(folder)
 
     # ----------------------------------------------------------------------------------------------- formatting
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying transformers model (the first device's copy); training wraps and updates it in place."""
+        return self._replicas[0]
 
     @property
     def query_format(self) -> str:
@@ -358,9 +367,18 @@ class ReasonEmbedEncoder:
                     list(pool.map(run, range(len(self._replicas))))
         return output
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text: truncated content framed by the special tokens, end token always last."""
-        budget = self.config.max_length - len(self._prefix) - len(self._suffix)
+    def tokenize(self, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
+        """Token ids per text: truncated content framed by the special tokens, end token always last.
+
+        Args:
+            texts: The exact strings to embed (queries already formatted).
+            max_length: Tokens per text, special tokens included; default the model's ``max_length``. Training uses
+                its own query and passage lengths through this argument, with the same framing as inference.
+        """
+        limit = self.config.max_length if max_length is None else int(max_length)
+        budget = limit - len(self._prefix) - len(self._suffix)
+        if budget < 1:
+            raise ValueError(f"max_length {limit} leaves no room for text after the special tokens; use at least 4.")
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, truncation=True, max_length=budget, return_attention_mask=False
         )["input_ids"]
@@ -413,23 +431,36 @@ class ReasonEmbedEncoder:
         )
 
     def _embed_batch(self, model: torch.nn.Module, device: torch.device, batch: list[list[int]]) -> np.ndarray:
+        inputs = {name: tensor.to(device) for name, tensor in self.pad_token_ids(batch).items()}
+        hidden = model(**inputs)[0]
+        return self.pool(hidden, inputs["attention_mask"]).cpu().numpy()
+
+    def pad_token_ids(self, batch: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch of :meth:`tokenize` outputs (CPU tensors).
+
+        Decoders are padded on the LEFT with explicit position ids, so the last position is each text's end token
+        and a padded text sees the positions it would see alone; encoders are padded on the right.
+        """
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         left = self.config.kind == "decoder"
         for row, ids in enumerate(batch):
             span = slice(width - len(ids), width) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids)
+            input_ids[row, span] = torch.tensor(list(ids), dtype=torch.long)
             attention_mask[row, span] = 1
-        inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if left:
             # Positions count real tokens only, so a left-padded text sees exactly the positions it would alone.
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
-        hidden = model(**inputs)[0]
-        pooled = self._pool(hidden, inputs["attention_mask"]).float()
+            inputs["position_ids"] = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        return inputs
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooling, then L2 normalisation when configured, in float32 (differentiable: training uses it)."""
+        pooled = self._pool(hidden, attention_mask).float()
         if self.config.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-        return pooled.cpu().numpy()
+        return pooled
 
     def __repr__(self) -> str:
         devices = ", ".join(str(d) for d in self.devices)
@@ -440,7 +471,7 @@ class ReasonEmbedEncoder:
 
 
 def _hidden_size(model: torch.nn.Module) -> int:
-    config = model.config  # type: ignore[attr-defined]
+    config: Any = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(getattr(text_config, "hidden_size", None) or text_config.d_model)
 

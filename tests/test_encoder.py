@@ -115,7 +115,9 @@ def test_newlines_are_kept(tiny):
 
 def test_long_variant_and_hyphenated_task(tiny):
     assert "documents" in tiny.format_queries(["x"], task="biology", long=True)[0]
-    assert tiny.format_queries(["x"], task="theoremqa-theorems") == tiny.format_queries(["x"], task="theoremqa_theorems")
+    assert tiny.format_queries(["x"], task="theoremqa-theorems") == tiny.format_queries(
+        ["x"], task="theoremqa_theorems"
+    )
     with pytest.raises(ValueError, match="no long-document"):
         tiny.format_queries(["x"], task="aops", long=True)
 
@@ -214,7 +216,9 @@ def test_save_and_reload_carries_settings(tiny, tmp_path):
         tiny.config.task_instructions = {}
     loaded = ReasonEmbedEncoder.from_pretrained(str(tmp_path / "model"))
     assert loaded.config.task_instructions == {"my_task": "Given a note, retrieve related notes."}
-    assert loaded.format_queries(["q"], task="my_task") == ["Instruct: Given a note, retrieve related notes.\nQuery: q"]
+    assert loaded.format_queries(["q"], task="my_task") == [
+        "Instruct: Given a note, retrieve related notes.\nQuery: q"
+    ]
     np.testing.assert_allclose(loaded.encode(MIXED), tiny.encode(MIXED), atol=1e-6)
 
 
@@ -226,8 +230,16 @@ def test_bfloat16_on_cpu_is_close_to_float32(tiny):
 
 def test_missing_package_names_the_install_command(monkeypatch):
     spec = ModelSpec(
-        alias="ghost", source="package", location="no_such_package_xyz/model", kind="encoder", pooling="mean",
-        query_format="{query}", max_length=128, licence="mit", description="", pip_install="pip install ghost-pkg",
+        alias="ghost",
+        source="package",
+        location="no_such_package_xyz/model",
+        kind="encoder",
+        pooling="mean",
+        query_format="{query}",
+        max_length=128,
+        licence="mit",
+        description="",
+        pip_install="pip install ghost-pkg",
     )
     with pytest.raises(ModelNotAvailableError, match="pip install ghost-pkg"):
         package_path(spec)

@@ -1,0 +1,151 @@
+"""``reasonembed-rag demo``: the main job, offline, in minutes on a small CPU.
+
+Builds the offline reasoning tasks, indexes them into Chroma once per model, evaluates BM25 and each offline dense
+model through all three paths (direct, LlamaIndex, LangChain), checks that the framework paths agree with the
+direct reference, and writes ``report.md``, ``results.json`` and ``ndcg.png`` to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from .evaluation.cli import format_table
+from .evaluation.data import load_folder_task
+from .evaluation.offline import OFFLINE_TASKS, build_offline_tasks
+from .evaluation.runner import BM25, VIAS, TaskResult, evaluate_bm25, evaluate_dense
+from .models import ModelNotAvailableError
+
+DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
+AGREEMENT_TOLERANCE = 0.002
+
+
+def run_demo(
+    output: Path, *, models: tuple[str, ...] = DEFAULT_MODELS, chroma: str | None = None, quiet: bool = False
+) -> dict[str, Any]:
+    """Run the demo and return what was written to ``results.json``."""
+    from .encoder import ReasonEmbedEncoder
+
+    started = time.perf_counter()
+    output.mkdir(parents=True, exist_ok=True)
+    data_root = build_offline_tasks(output / "data")
+    tasks = [load_folder_task(data_root, name) for name in OFFLINE_TASKS]
+    chroma = chroma or str(output / "chroma")
+    results: list[TaskResult] = [evaluate_bm25(task) for task in tasks]
+    skipped: dict[str, str] = {}
+    for alias in models:
+        try:
+            encoder = ReasonEmbedEncoder.from_pretrained(alias)
+        except ModelNotAvailableError as error:
+            skipped[alias] = str(error)
+            continue
+        for task in tasks:
+            for via in VIAS:
+                results.append(evaluate_dense(task, encoder, via=via, chroma=chroma, show_progress=not quiet))
+    agreement = _agreement(results)
+    payload = {
+        "tasks": {t.name: {"queries": len(t.queries), "documents": len(t.documents)} for t in tasks},
+        "results": [{"task": r.task, "model": r.model, "via": r.via, **r.summary()} for r in results],
+        "agreement": agreement,
+        "skipped_models": skipped,
+        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    _plot(results, output / "ndcg.png")
+    (output / "report.md").write_text(_report(results, payload))
+    return payload
+
+
+def _agreement(results: list[TaskResult]) -> dict[str, Any]:
+    """Largest |nDCG@10(framework) - nDCG@10(direct)| per model and task."""
+    direct = {(r.model, r.task): r.metrics["ndcg@10"] for r in results if r.via == "direct"}
+    worst = 0.0
+    rows = []
+    for r in results:
+        if r.via != "direct" and (r.model, r.task) in direct:
+            gap = abs(r.metrics["ndcg@10"] - direct[(r.model, r.task)])
+            worst = max(worst, gap)
+            rows.append({"model": r.model, "task": r.task, "via": r.via, "gap": gap})
+    return {"max_gap": worst, "tolerance": AGREEMENT_TOLERANCE, "ok": worst <= AGREEMENT_TOLERANCE, "rows": rows}
+
+
+def _plot(results: list[TaskResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.model}\n{r.via}" if r.model != BM25 else BM25 for r in results]
+    values = [100 * r.metrics["ndcg@10"] for r in results]
+    colours = {"direct": "#4c72b0", "llamaindex": "#dd8452", "langchain": "#55a868"}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(results)), 4.2))
+    bars = ax.bar(
+        range(len(results)), values, color=[colours[r.via] if r.model != BM25 else "#8c8c8c" for r in results]
+    )
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(range(len(results)), labels, fontsize=7, rotation=30, ha="right")
+    ax.set_ylabel("nDCG@10 (x100)")
+    tasks = sorted({r.task for r in results})
+    ax.set_title(f"Offline reasoning retrieval: {', '.join(tasks)}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _report(results: list[TaskResult], payload: dict[str, Any]) -> str:
+    agreement = payload["agreement"]
+    lines = [
+        "# reasonembed-rag demo report",
+        "",
+        f"Machine: {payload['machine']}. Total time: {payload['seconds']} s.",
+        "",
+        "## Retrieval quality (offline tasks)",
+        "",
+        "Tasks: "
+        + ", ".join(
+            f"{name} ({v['queries']} queries, {v['documents']} documents)" for name, v in payload["tasks"].items()
+        )
+        + ". Scored like BRIGHT: excluded ids dropped, top 1000, pytrec_eval.",
+        "",
+        format_table(results),
+        "",
+        "![nDCG@10](ndcg.png)",
+        "",
+        "## Do the framework paths agree with the direct reference?",
+        "",
+        f"Largest |nDCG@10 difference| between a framework retriever and direct exact search: "
+        f"{agreement['max_gap']:.4f} (tolerance {agreement['tolerance']}): "
+        f"{'agree' if agreement['ok'] else 'DISAGREE'}.",
+        "",
+    ]
+    if payload["skipped_models"]:
+        lines += ["## Models not evaluated", ""]
+        lines += [f"- `{alias}`: {why}" for alias, why in payload["skipped_models"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    payload = run_demo(output, models=tuple(args.models.split(",")), chroma=args.chroma)
+    print((output / "report.md").read_text())
+    print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'ndcg.png'}")
+    return 0 if payload["agreement"]["ok"] else 1
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="the main job: offline tasks, Chroma, both frameworks, report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--output", default="demo-output", help="report folder (default: ./demo-output)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated dense models")
+    parser.add_argument("--chroma", default=None, help="Chroma folder or URL (default: OUTPUT/chroma)")
+    parser.set_defaults(func=_demo)

@@ -1,0 +1,104 @@
+"""LangChainEmbeddings: ReasonEmbed as a LangChain ``Embeddings``, in the style of the LangChain partner packages.
+
+``embed_query`` adds the task instruction in the model's query format; ``embed_documents`` never does. Vectors are
+lists of Python floats, as LangChain's vector stores and standard tests expect. The Chroma vector store and
+retriever helpers live in :mod:`reasonembed_rag.store`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from ._shared import shared_encoder
+
+if TYPE_CHECKING:
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+
+__all__ = ["LangChainEmbeddings"]
+
+
+class LangChainEmbeddings(BaseModel, Embeddings):
+    """ReasonEmbed embeddings for LangChain.
+
+    Example:
+        ```python
+        from langchain_chroma import Chroma
+        from reasonembed_rag import LangChainEmbeddings
+
+        embeddings = LangChainEmbeddings(model="minilm-l6", task="biology")
+        store = Chroma(
+            "biology", embedding_function=embeddings, collection_configuration={"hnsw": {"space": "cosine"}}
+        )
+        store.add_texts(["Telomeres shorten with every division."])
+        store.similarity_search("Why do cells age?", k=1)
+        ```
+    """
+
+    model: str
+    """Registry alias (``minilm-l6``), Hugging Face Hub id or local model folder."""
+    task: str | None = None
+    """A BRIGHT task (or one the model knows) whose instruction is added to queries."""
+    instruction: str | None = None
+    """An explicit query instruction instead of ``task``."""
+    show_progress: bool = False
+    """Show a progress bar while embedding documents."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+    _encoder: Any = PrivateAttr(default=None)
+
+    def __init__(self, *, encoder: ReasonEmbedEncoder | None = None, **data: Any) -> None:
+        """Load (or share) the model and check the task.
+
+        Args:
+            encoder: An already loaded encoder to share instead of loading ``model``.
+            **data: The fields above.
+        """
+        if encoder is not None:
+            if data.setdefault("model", encoder.name) != encoder.name:
+                raise ValueError(f"model={data['model']!r} disagrees with the encoder's name {encoder.name!r}.")
+        super().__init__(**data)
+        if encoder is None:
+            encoder = shared_encoder(self.model)
+        encoder.resolve_instruction(task=self.task, instruction=self.instruction)
+        self._encoder = encoder
+
+    @classmethod
+    def from_encoder(
+        cls, encoder: ReasonEmbedEncoder, *, task: str | None = None, instruction: str | None = None, **kwargs: Any
+    ) -> LangChainEmbeddings:
+        """Embeddings over an already loaded encoder (no second copy of the model)."""
+        return cls(encoder=encoder, task=task, instruction=instruction, **kwargs)
+
+    def with_task(self, task: str | None = None, *, instruction: str | None = None) -> LangChainEmbeddings:
+        """A copy for another task or instruction that shares this object's model."""
+        self._encoder.resolve_instruction(task=task, instruction=instruction)
+        return self.model_copy(update={"task": task, "instruction": instruction})
+
+    @property
+    def encoder(self) -> ReasonEmbedEncoder:
+        """The encoder doing the work."""
+        return self._encoder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (never with an instruction)."""
+        return self._encoder.encode_documents(texts, show_progress=self.show_progress).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query with the task instruction."""
+        vectors = self._encoder.encode_queries(
+            [text], task=self.task, instruction=self.instruction, show_progress=False
+        )
+        return vectors[0].tolist()
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents in a worker thread, leaving the event loop free."""
+        return await run_in_executor(None, self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed one query in a worker thread, leaving the event loop free."""
+        return await run_in_executor(None, self.embed_query, text)

@@ -1,0 +1,125 @@
+"""LlamaIndexEmbedding: ReasonEmbed as a LlamaIndex ``BaseEmbedding``.
+
+Queries get the task instruction in the model's query format; texts (documents, nodes) never do. Use it as
+``Settings.embed_model``, in ``VectorStoreIndex`` or in an ``IngestionPipeline``. This module only translates
+between LlamaIndex's interface and :class:`~reasonembed_rag.ReasonEmbedEncoder`; the Chroma-backed index and
+retriever helpers live in :mod:`reasonembed_rag.store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from pydantic import Field, PrivateAttr
+
+from ._shared import shared_encoder
+
+if TYPE_CHECKING:
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+
+__all__ = ["LlamaIndexEmbedding"]
+
+DEFAULT_EMBED_BATCH_SIZE = 128
+"""Texts handed to the encoder per call. The encoder sorts each call by length and packs padded-token budgets,
+so bigger calls waste less padding than LlamaIndex's default of 10."""
+
+
+class LlamaIndexEmbedding(BaseEmbedding):
+    """ReasonEmbed embeddings for LlamaIndex.
+
+    Example:
+        ```python
+        from llama_index.core import Settings, VectorStoreIndex
+        from reasonembed_rag import LlamaIndexEmbedding
+
+        Settings.embed_model = LlamaIndexEmbedding(model="minilm-l6", task="biology")
+        index = VectorStoreIndex.from_documents(documents)
+        economics = Settings.embed_model.with_task("economics")  # same loaded model, other instruction
+        ```
+    """
+
+    task: str | None = Field(default=None, description="Task whose instruction is added to queries.")
+    instruction: str | None = Field(default=None, description="Explicit query instruction instead of a task.")
+
+    _encoder: Any = PrivateAttr()
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        task: str | None = None,
+        instruction: str | None = None,
+        encoder: ReasonEmbedEncoder | None = None,
+        embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        """Load (or share) the model and check the task.
+
+        Args:
+            model: Registry alias, Hub id or model folder. Optional when ``encoder`` is given.
+            task: A BRIGHT task (or one the model knows) whose instruction is added to queries.
+            instruction: An explicit query instruction instead of ``task``.
+            encoder: An already loaded encoder to share instead of loading ``model``.
+            embed_batch_size: Texts per encoder call when LlamaIndex embeds nodes.
+            **kwargs: Other :class:`BaseEmbedding` fields (``callback_manager``, ``num_workers``, ...).
+        """
+        model = model or kwargs.pop("model_name", None)
+        if encoder is None:
+            if not model:
+                raise ValueError("LlamaIndexEmbedding needs model= (an alias such as 'minilm-l6') or encoder=.")
+            encoder = shared_encoder(model)
+        elif model is not None and model != encoder.name:
+            raise ValueError(f"model={model!r} disagrees with the encoder's name {encoder.name!r}; pass one.")
+        encoder.resolve_instruction(task=task, instruction=instruction)
+        fields: dict[str, Any] = {"task": task, "instruction": instruction}
+        super().__init__(model_name=encoder.name, embed_batch_size=embed_batch_size, **fields, **kwargs)
+        self._encoder = encoder
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: ReasonEmbedEncoder,
+        *,
+        task: str | None = None,
+        instruction: str | None = None,
+        **kwargs: Any,
+    ) -> LlamaIndexEmbedding:
+        """An embedding over an already loaded encoder (no second copy of the model)."""
+        return cls(task=task, instruction=instruction, encoder=encoder, **kwargs)
+
+    def with_task(self, task: str | None = None, *, instruction: str | None = None) -> LlamaIndexEmbedding:
+        """A copy for another task or instruction that shares this embedding's model."""
+        self._encoder.resolve_instruction(task=task, instruction=instruction)
+        return self.model_copy(update={"task": task, "instruction": instruction})
+
+    @property
+    def encoder(self) -> ReasonEmbedEncoder:
+        """The encoder doing the work."""
+        return self._encoder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ReasonEmbedEmbedding"
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        vectors = self._encoder.encode_queries(
+            [query], task=self.task, instruction=self.instruction, show_progress=False
+        )
+        return vectors[0].tolist()
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._encoder.encode_documents(texts, show_progress=False).tolist()
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)

@@ -1,0 +1,218 @@
+"""The ``reasonembed-rag index`` and ``reasonembed-rag search`` sub-commands (Chroma collections).
+
+``index`` reads a JSONL file (one ``{"id": ..., "content": ...}`` object per line, like BRIGHT's
+``documents.jsonl``; ``.jsonl.gz`` too) or a folder of text files (ids are the paths relative to the folder) and
+streams it into a collection; running it again adds only new ids. ``search`` prints ranked ids, cosine scores and
+snippets. Both take ``--chroma PATH|http://host:port``, ``--collection``, ``--model`` and ``--task`` or
+``--instruction``; the model defaults to the one that built the collection.
+
+This module only parses arguments and prints; the work is in :mod:`reasonembed_rag.store`, imported when a command
+runs so that ``reasonembed-rag --help`` does not import chromadb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from .cli import add_model_arguments, load_encoder
+
+__all__ = ["add_index_parser", "add_search_parser", "register"]
+
+DEFAULT_MODEL = "minilm-l6"
+DEFAULT_PATTERNS = "*.txt,*.md"
+
+
+def register(subparsers: Any) -> None:
+    """Add both sub-commands to the ``reasonembed-rag`` parser."""
+    add_index_parser(subparsers)
+    add_search_parser(subparsers)
+
+
+def _add_collection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", required=True, help="collection name (3-512 characters of [a-zA-Z0-9._-])")
+    parser.add_argument(
+        "--chroma",
+        default=None,
+        help="Chroma folder or server URL http://host:port (default: $REASONEMBED_RAG_HOME/chroma, else "
+        "~/.local/share/reasonembed-rag/chroma)",
+    )
+    add_model_arguments(parser, default=None)
+    instruction = parser.add_mutually_exclusive_group()
+    instruction.add_argument("--task", help="task whose instruction queries get (e.g. biology, theoremqa_theorems)")
+    instruction.add_argument("--instruction", help="explicit query instruction (instead of --task)")
+
+
+def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """The ``index`` sub-command: JSONL file or folder of text files -> collection."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "index",
+        help="put a JSONL file or a folder of text files into a Chroma collection",
+        description="Embed documents and add them to a Chroma collection (created in cosine space if missing). "
+        "Ids already in the collection are skipped without embedding, so re-running adds only new documents. "
+        "The model defaults to the one that built the collection, else minilm-l6.",
+    )
+    parser.add_argument("source", type=Path, help="a .jsonl / .jsonl.gz file with id and content fields, or a folder")
+    _add_collection_arguments(parser)
+    parser.add_argument("--id-field", default="id", help="JSONL field holding the document id (default: id)")
+    parser.add_argument("--content-field", default="content", help="JSONL field holding the text (default: content)")
+    parser.add_argument(
+        "--pattern",
+        default=DEFAULT_PATTERNS,
+        help=f"comma-separated file name patterns read from a folder, recursively (default: {DEFAULT_PATTERNS})",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="documents per chunk (default: Chroma's limit)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.set_defaults(func=run_index)
+    return parser
+
+
+def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """The ``search`` sub-command: queries -> ranked ids, scores and snippets."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "search",
+        help="search a Chroma collection",
+        description="Print the k nearest documents of each query: rank, cosine score, id and a snippet. The model "
+        "defaults to the one that built the collection.",
+    )
+    parser.add_argument("queries", nargs="+", help="one or more queries")
+    _add_collection_arguments(parser)
+    parser.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="documents per query (default: 10)")
+    parser.add_argument("--snippet-chars", type=int, default=160, help="characters of text shown (default: 160)")
+    parser.add_argument("--json", action="store_true", help="print JSON: one list of hits per query")
+    parser.set_defaults(func=run_search)
+    return parser
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Index ``args.source`` into ``args.collection``; print what was added."""
+    from .store import ChromaStore, recorded_model
+
+    source: Path = args.source
+    if not source.exists():
+        raise SystemExit(f"{source} does not exist: give a .jsonl file (id and content per line) or a folder.")
+    if source.is_dir():
+        files = _folder_files(source, args.pattern)
+        if not files:
+            raise SystemExit(f"No files matching {args.pattern} under {source}; choose others with --pattern.")
+        documents: Iterator[dict[str, str]] = _read_folder(source, files)
+        total = len(files)
+    else:
+        documents = _read_jsonl(source, args.id_field, args.content_field)
+        total = _count_lines(source)
+    args.model = _check_model(args.model, recorded_model(args.collection, chroma=args.chroma), args.collection)
+    store = ChromaStore(
+        args.collection, load_encoder(args), chroma=args.chroma, task=args.task, instruction=args.instruction
+    )
+    report = store.add_documents(
+        documents, batch_size=args.batch_size, show_progress=False if args.no_progress else None, total=total
+    )
+    print(
+        f"Added {report.added} documents to {store.name!r} with {args.model} ({report.already_present} already "
+        f"there, {report.duplicates} repeated ids skipped); it now holds {store.count()}. {store.location}."
+    )
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Search ``args.collection`` for each query; print ranked hits."""
+    from .store import ChromaStore, recorded_model
+
+    if args.k < 1:
+        raise SystemExit(f"-k must be at least 1, got {args.k}.")
+    recorded = recorded_model(args.collection, chroma=args.chroma)
+    if recorded is None and args.model is None:
+        raise SystemExit(
+            f"Collection {args.collection!r} not found (or built without reasonembed-rag) in "
+            f"{args.chroma or 'the default Chroma folder'}: index it first with reasonembed-rag index ... "
+            f"--collection {args.collection}, or check --chroma."
+        )
+    args.model = _check_model(args.model, recorded, args.collection)
+    try:
+        store = ChromaStore(
+            args.collection,
+            load_encoder(args),
+            chroma=args.chroma,
+            task=args.task,
+            instruction=args.instruction,
+            create=False,
+        )
+    except LookupError as error:
+        raise SystemExit(str(error)) from error
+    results = store.search(args.queries, k=args.k, include_content=True)
+    if args.json:
+        output = [
+            {"query": query, "hits": [{"rank": rank, **asdict(hit)} for rank, hit in enumerate(hits, 1)]}
+            for query, hits in zip(args.queries, results, strict=True)
+        ]
+        json.dump(output, sys.stdout, indent=1, default=dict)
+        print()
+        return 0
+    for query, hits in zip(args.queries, results, strict=True):
+        print(f"query: {query}")
+        if not hits:
+            print("  (no documents in the collection)")
+        for rank, hit in enumerate(hits, 1):
+            print(f"  {rank:>3}  {hit.score:.4f}  {hit.id}  {_snippet(hit.content, args.snippet_chars)}")
+    return 0
+
+
+def _check_model(model: str | None, recorded: str | None, collection: str) -> str:
+    """The model to load: the one asked for, else the collection's; refuse a mismatch before loading anything."""
+    if model is not None and recorded is not None and model != recorded:
+        raise ValueError(
+            f"Collection {collection!r} was built with model {recorded!r}, not {model!r}; their vectors cannot be "
+            f"mixed. Use --model {recorded} (or leave --model out), or index into another collection."
+        )
+    return model or recorded or DEFAULT_MODEL
+
+
+def _snippet(text: str | None, limit: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: max(limit - 3, 0)] + "..."
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _count_lines(path: Path) -> int:
+    with _open_text(path) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _read_jsonl(path: Path, id_field: str, content_field: str) -> Iterator[dict[str, str]]:
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SystemExit(f"{path}:{number}: not valid JSON ({error.msg}). Fix or remove that line.") from error
+            if not isinstance(row, dict) or id_field not in row or not isinstance(row.get(content_field), str):
+                keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise SystemExit(
+                    f"{path}:{number}: needs an {id_field!r} field and a string {content_field!r} field, got {keys}; "
+                    "name the fields with --id-field / --content-field."
+                )
+            yield {"id": str(row[id_field]), "content": row[content_field]}
+
+
+def _folder_files(folder: Path, patterns: str) -> list[Path]:
+    found = {path for pattern in patterns.split(",") if pattern.strip() for path in folder.rglob(pattern.strip())}
+    return sorted(path for path in found if path.is_file())
+
+
+def _read_folder(folder: Path, files: list[Path]) -> Iterator[dict[str, str]]:
+    for path in files:
+        content = path.read_text(encoding="utf-8", errors="replace")
+        yield {"id": path.relative_to(folder).as_posix(), "content": content}

@@ -1,0 +1,297 @@
+"""The Chroma store: real Chroma (embedded and a server started here), real MiniLM where vectors must mean something.
+
+Store logic that does not depend on what vectors mean (ids, batching, streaming, identity checks) runs on the cheap
+:class:`~tests.stub_encoders.HashEncoder`; retrieval results are checked against exact search with MiniLM.
+"""
+
+from __future__ import annotations
+
+import chromadb
+import numpy as np
+import pytest
+
+from reasonembed_rag.store import (
+    HNSW_SETTINGS,
+    ChromaStore,
+    CollectionMismatchError,
+    Document,
+    IndexReport,
+    check_collection_name,
+    default_chroma_path,
+    get_client,
+    recorded_model,
+)
+
+from .integration_helpers import ExactSearch, chroma_server
+from .stub_encoders import CountingEncoder, HashEncoder, PrecomputedEncoder
+
+# --------------------------------------------------------------------------------------------------- real corpus
+
+
+@pytest.mark.slow
+def test_index_reports_every_document_once(champ, champ_index):
+    assert champ_index.report == IndexReport(added=len(champ.ids), already_present=0, duplicates=0)
+    assert champ_index.store.count() == len(champ.ids) == 545
+
+
+@pytest.mark.slow
+def test_search_equals_exact_search(champ, champ_exact, champ_index):
+    hits = champ_index.store.search(champ.queries, k=10)
+    champ_exact.assert_same_ranking([[hit.id for hit in row] for row in hits], 10)
+    scores = np.array([[hit.score for hit in row] for row in hits])
+    np.testing.assert_allclose(scores, champ_exact.top_scores(10), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_deep_search_returns_the_whole_ranking(champ, champ_exact, champ_index):
+    k = len(champ.ids)
+    hits = champ_index.store.search_by_vectors(champ_exact.queries[:4], k=k + 100)
+    for row, exact_scores, exact_ids in zip(
+        hits, champ_exact.top_scores(k)[:4], champ_exact.top_ids(k)[:4], strict=True
+    ):
+        assert len(row) == k
+        assert {hit.id for hit in row} == set(exact_ids)
+        np.testing.assert_allclose([hit.score for hit in row], exact_scores, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_search_one_query_with_content(champ, champ_index):
+    hits = champ_index.store.search(champ.queries[0], k=3, include_content=True)
+    assert len(hits) == 3
+    assert all(hit.content == champ.texts[champ.ids.index(hit.id)] for hit in hits)
+
+
+@pytest.mark.slow
+def test_reindexing_embeds_and_adds_nothing(champ, champ_index):
+    counting = CountingEncoder(champ_index.store.encoder)
+    store = ChromaStore("champ", counting, chroma=champ_index.path)
+    report = store.add_documents(zip(champ.ids, champ.texts, strict=True), show_progress=False)
+    assert report == IndexReport(added=0, already_present=len(champ.ids), duplicates=0)
+    assert counting.calls == []
+    assert store.count() == len(champ.ids)
+
+
+@pytest.mark.slow
+def test_collection_records_model_and_cosine_space(champ_index, shared_minilm):
+    collection = champ_index.store.collection
+    assert collection.metadata == {
+        "reasonembed_model": "minilm-l6",
+        "reasonembed_dimension": shared_minilm.dimension,
+        "reasonembed_query_format": shared_minilm.query_format,
+    }
+    hnsw = collection.configuration_json["hnsw"]
+    assert {key: hnsw[key] for key in HNSW_SETTINGS} == HNSW_SETTINGS
+    assert recorded_model("champ", chroma=champ_index.path) == "minilm-l6"
+
+
+# --------------------------------------------------------------------------------------------------- identity checks
+
+
+@pytest.mark.slow
+def test_mismatched_model_is_refused_naming_both(champ_index):
+    with pytest.raises(CollectionMismatchError) as caught:
+        ChromaStore("champ", HashEncoder("other-model", dimension=384), chroma=champ_index.path)
+    assert "'minilm-l6'" in str(caught.value) and "'other-model'" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_dimension_mismatch_is_refused(champ_index):
+    with pytest.raises(CollectionMismatchError, match=r"384-d vectors.*makes 8-d vectors"):
+        ChromaStore("champ", HashEncoder("minilm-l6", dimension=8), chroma=champ_index.path)
+
+
+@pytest.mark.slow
+def test_query_format_mismatch_is_refused(champ_index):
+    changed = HashEncoder("minilm-l6", dimension=384, query_format="Instruct: {instruction}\nQuery: {query}")
+    with pytest.raises(CollectionMismatchError, match="query format"):
+        ChromaStore("champ", changed, chroma=champ_index.path)
+
+
+def test_vectors_of_the_wrong_dimension_are_refused(tmp_path):
+    store = ChromaStore("vectors", HashEncoder(dimension=8), chroma=tmp_path)
+    with pytest.raises(ValueError, match=r"shape \(2, 4\).*\(n, 8\)"):
+        store.add_embeddings(["a", "b"], np.ones((2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(1, 4\)"):
+        store.search_by_vectors(np.ones((1, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="2 ids but 1 documents"):
+        store.add_embeddings(["a", "b"], np.ones((2, 8), dtype=np.float32), documents=["x"])
+
+
+def test_hnsw_settings_can_be_overridden_but_space_stays_cosine(tmp_path):
+    store = ChromaStore("custom-hnsw", HashEncoder(), chroma=tmp_path, hnsw={"ef_search": 50, "space": "l2"})
+    hnsw = store.collection.configuration_json["hnsw"]
+    assert (hnsw["ef_search"], hnsw["space"], hnsw["max_neighbors"]) == (50, "cosine", HNSW_SETTINGS["max_neighbors"])
+
+
+def test_collection_not_made_by_us_is_refused(tmp_path):
+    get_client(tmp_path).create_collection("plain", embedding_function=None)
+    with pytest.raises(CollectionMismatchError, match="not created by reasonembed-rag"):
+        ChromaStore("plain", HashEncoder(), chroma=tmp_path)
+
+
+def test_missing_collection_without_create(tmp_path):
+    with pytest.raises(LookupError, match="No collection 'absent'"):
+        ChromaStore("absent", HashEncoder(), chroma=tmp_path, create=False)
+
+
+@pytest.mark.parametrize("name", ["ab", "has space", "-leading", "trailing_", "x" * 513])
+def test_invalid_collection_names(name):
+    with pytest.raises(ValueError, match="not valid in Chroma"):
+        check_collection_name(name)
+
+
+# --------------------------------------------------------------------------------------------------- indexing rules
+
+
+def test_duplicate_ids_keep_the_first_document(tmp_path):
+    store = ChromaStore("duplicates", HashEncoder(), chroma=tmp_path)
+    documents = [("a", "first a"), ("b", "b"), ("a", "second a"), Document("c", "c", {"source": "test"})]
+    assert store.add_documents(documents, show_progress=False) == IndexReport(added=3, duplicates=1)
+    stored = store.collection.get(ids=["a", "c"], include=["documents", "metadatas"])
+    assert dict(zip(stored["ids"], stored["documents"], strict=True)) == {"a": "first a", "c": "c"}
+    assert stored["metadatas"][stored["ids"].index("c")] == {"source": "test"}
+    # Across chunks, a repeated id is already in the collection by the time its chunk is read.
+    report = store.add_documents([("d", "d"), ("e", "e"), ("d", "again")], batch_size=2, show_progress=False)
+    assert report == IndexReport(added=2, already_present=1)
+
+
+def test_bad_documents_are_refused_clearly(tmp_path):
+    store = ChromaStore("bad-input", HashEncoder(), chroma=tmp_path)
+    with pytest.raises(ValueError, match="'id' and 'content'"):
+        store.add_documents([{"id": "a", "text": "no content key"}])
+    with pytest.raises(TypeError, match="need str"):
+        store.add_documents([("a", None)])
+    with pytest.raises(ValueError, match="non-empty strings"):
+        store.add_embeddings([""], np.ones((1, 8), dtype=np.float32))
+
+
+def test_more_documents_than_one_chroma_call_streamed_in_chunks(tmp_path):
+    encoder = HashEncoder()
+    store = ChromaStore("many", encoder, chroma=tmp_path)
+    limit = store.max_batch_size
+    total = 6500
+    assert total > limit
+    produced = 0
+    read_ahead = []
+    embed = encoder.encode_documents
+
+    def encode_documents(texts, **kwargs):
+        read_ahead.append(produced - sum(encoder.document_calls))
+        return embed(texts, **kwargs)
+
+    encoder.encode_documents = encode_documents
+
+    def documents():
+        nonlocal produced
+        for i in range(total):
+            produced += 1
+            yield {"id": f"doc-{i}", "content": f"document number {i}"}
+
+    report = store.add_documents(documents(), show_progress=False)
+    assert report == IndexReport(added=total)
+    assert store.count() == total
+    assert max(read_ahead) <= limit  # never more than one chunk read but not yet embedded and written
+    assert sum(encoder.document_calls) == total and max(encoder.document_calls) <= limit
+    assert store.add_documents(documents(), show_progress=False) == IndexReport(already_present=total)
+    assert sum(encoder.document_calls) == total
+
+
+@pytest.mark.slow
+def test_more_precomputed_vectors_than_one_chroma_call_and_deep_search(tmp_path):
+    encoder = HashEncoder(dimension=16)
+    store = ChromaStore("many-vectors", encoder, chroma=tmp_path)
+    ids = [f"v{i}" for i in range(6100)]
+    vectors = encoder.embed(ids)
+    assert store.add_embeddings(ids, vectors, documents=ids, show_progress=False) == IndexReport(added=6100)
+    assert store.count() == 6100
+    assert store.add_embeddings(ids, vectors) == IndexReport(already_present=6100)
+    top = store.search_by_vectors(vectors[:3], k=1)
+    assert [row[0].id for row in top] == ids[:3]
+    # Deep retrieval (k in the thousands) is exact through the store and both frameworks.
+    query, k = "a deep query", 2500
+    exact = ExactSearch(ids, vectors, encoder.embed([query]))
+    exact.assert_same_ranking([[hit.id for hit in store.search(query, k=k)]], k)
+    exact.assert_same_ranking([[document.id for document in store.langchain_retriever(k=k).invoke(query)]], k)
+    exact.assert_same_ranking(
+        [[result.node.node_id for result in store.llama_index_retriever(k=k).retrieve(query)]], k
+    )
+
+
+@pytest.mark.slow
+def test_empty_collection_returns_no_hits(tmp_path, shared_minilm):
+    store = ChromaStore("empty", shared_minilm, chroma=tmp_path)
+    assert store.count() == 0
+    assert store.search("anything at all", k=10) == []
+    assert store.search(["one", "two"], k=1000) == [[], []]
+    assert store.llama_index_retriever(k=5).retrieve("anything") == []
+    assert store.langchain_retriever(k=5).invoke("anything") == []
+
+
+def test_bad_k_is_refused(tmp_path):
+    store = ChromaStore("bad-k", HashEncoder(), chroma=tmp_path)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        store.search("q", k=0)
+
+
+# --------------------------------------------------------------------------------------------------- clients
+
+
+def test_default_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("REASONEMBED_RAG_HOME", str(tmp_path / "home"))
+    assert default_chroma_path() == tmp_path / "home" / "chroma"
+    monkeypatch.delenv("REASONEMBED_RAG_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_chroma_path() == tmp_path / "xdg" / "reasonembed-rag" / "chroma"
+
+
+def test_default_client_is_persistent_under_the_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("REASONEMBED_RAG_HOME", str(tmp_path))
+    store = ChromaStore("default-place", HashEncoder())
+    store.add_documents([("a", "a")], show_progress=False)
+    assert (tmp_path / "chroma" / "chroma.sqlite3").exists()
+    assert "default Chroma folder" in store.location
+
+
+def test_user_client_on_the_same_folder_shares_the_database(tmp_path):
+    store = ChromaStore("shared-folder", HashEncoder(), chroma=tmp_path)
+    store.add_documents([("a", "a")], show_progress=False)
+    assert chromadb.PersistentClient(path=str(tmp_path)).get_collection("shared-folder").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [("ftp://host:1", "http://host:port"), ("http://host:99999", "invalid port"), ("http://h:1/path", "has a path")],
+)
+def test_bad_server_addresses(address, message):
+    with pytest.raises(ValueError, match=message):
+        get_client(address)
+
+
+def test_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        get_client(tmp_path / "file")
+
+
+@pytest.mark.slow
+def test_chroma_server_through_the_same_api(tmp_path, champ, champ_exact, shared_minilm):
+    subset = 120
+    documents = [{"id": i, "content": t} for i, t in zip(champ.ids[:subset], champ.texts[:subset], strict=True)]
+    exact = ExactSearch(champ.ids[:subset], champ_exact.documents[:subset], champ_exact.queries[:3])
+    encoder = PrecomputedEncoder(shared_minilm, champ.texts, champ_exact.documents)
+    with chroma_server(tmp_path / "server") as url:
+        store = ChromaStore("champ-server", encoder, chroma=url)
+        assert store.add_documents(documents, show_progress=False) == IndexReport(added=subset)
+        assert store.add_documents(documents, show_progress=False) == IndexReport(already_present=subset)
+        hits = store.search(champ.queries[:3], k=10)
+        exact.assert_same_ranking([[hit.id for hit in row] for row in hits], 10)
+        reopened = ChromaStore("champ-server", shared_minilm, chroma=url, create=False)
+        assert reopened.count() == subset
+        langchain = [[d.id for d in reopened.langchain_retriever(k=10).invoke(q)] for q in champ.queries[:3]]
+        exact.assert_same_ranking(langchain, 10)
+        llama_index = [
+            [n.node.node_id for n in reopened.llama_index_retriever(k=10).retrieve(q)] for q in champ.queries[:3]
+        ]
+        exact.assert_same_ranking(llama_index, 10)
+        with pytest.raises(CollectionMismatchError, match="'other-model'"):
+            ChromaStore("champ-server", HashEncoder("other-model", dimension=384), chroma=url)
