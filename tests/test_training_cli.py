@@ -1,0 +1,170 @@
+"""``reasonembed-train``: train / export / card end to end on a tiny model, clear errors, the subcommand hook."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from reasonembed_rag import ReasonEmbedEncoder
+from training import cli
+
+from .test_training_trainer import TEXTS, write_training_data
+from .tiny_models import build_tiny_decoder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    return build_tiny_decoder(root / "tiny", "llama"), write_training_data(root / "data")
+
+
+def _train(model, data, output, *extra: str) -> int:
+    return cli.main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            str(model),
+            "--output",
+            str(output),
+            "--batch-size",
+            "2",
+            "--group-size",
+            "3",
+            "--max-steps",
+            "3",
+            "--save-steps",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def test_train_infonce_then_export_a_checkpoint_then_add_results(tmp_path, setup, capsys):
+    model, data = setup
+    output = tmp_path / "basic"
+    assert _train(model, data, output, "--loss", "infonce", "--lr", "1e-3", "--warmup-ratio", "0") == 0
+    assert "Trained 3 steps" in capsys.readouterr().out
+    trained = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu")
+    assert trained.encode(TEXTS).shape == (len(TEXTS), trained.dimension)
+    assert json.loads((output / "training_args.json").read_text())["loss"] == "infonce"
+
+    checkpoint = output / "checkpoints" / "checkpoint-2"
+    assert (
+        cli.main(["export", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "step2"), "--form", "merged"])
+        == 0
+    )
+    step2 = ReasonEmbedEncoder.from_pretrained(str(tmp_path / "step2"), device="cpu")
+    assert (tmp_path / "step2" / "model.safetensors").exists()
+    assert "2 optimiser steps" in (tmp_path / "step2" / "README.md").read_text()
+    assert abs(step2.encode(TEXTS) - trained.encode(TEXTS)).max() > 1e-6  # step 2 is not step 3
+
+    results = tmp_path / "results.json"
+    row = {
+        "model": "basic",
+        "via": "direct",
+        "tasks": {"champ_concepts": {"ndcg@10": 0.3456, "queries": 5}},
+        "mean": {"ndcg@10": 0.3456},
+    }
+    results.write_text(json.dumps(row))
+    baseline = tmp_path / "bm25.json"
+    baseline.write_text(
+        json.dumps({**row, "model": "bm25", "tasks": {"champ_concepts": {"ndcg@10": 0.22}}, "mean": {"ndcg@10": 0.22}})
+    )
+    assert cli.main(["card", str(output), "--results", str(results), str(baseline)]) == 0
+    card = (output / "README.md").read_text()
+    assert "| model | champ_concepts | mean |" in card
+    assert "| basic | 34.6 | 34.6 |" in card and "| bm25 | 22.0 | 22.0 |" in card
+    assert len(json.loads((output / "results.json").read_text())) == 2
+
+
+def test_malformed_data_is_a_one_line_error_naming_file_line_and_field(tmp_path, setup, capsys):
+    model, _ = setup
+    data = tmp_path / "bad.jsonl"
+    data.write_text(
+        '{"prompt": "p", "query": "q", "reasoning_query": "r", "pos": ["a"], "neg": ["b"]}\n'
+        '{"prompt": "p", "query": "q", "pos": ["a"], "neg": ["b"]}\n'
+    )
+    assert _train(model, data, tmp_path / "out") == 1
+    assert f"{data}:2: field 'reasoning_query' is missing" in capsys.readouterr().err
+    assert _train(model, data, tmp_path / "out2", "--skip-malformed", "--group-size", "2") == 0
+    info = json.loads((tmp_path / "out2" / "training_info.json").read_text())
+    assert info["data"]["skipped"] == 1 and info["data"]["samples"] == 1
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, setup, capsys):
+    _, data = setup
+    assert _train(tmp_path / "no-such-model", data, tmp_path / "out") == 1
+    assert "No model file or folder" in capsys.readouterr().err
+
+
+def test_subcommand_modules_register_their_commands(monkeypatch, capsys):
+    module = types.ModuleType("fake_remixer_cli")
+
+    def register(subparsers):
+        parser = subparsers.add_parser("synthesize", help="fake")
+        parser.add_argument("--corpus")
+        parser.set_defaults(handler=lambda namespace: print(f"synthesizing {namespace.corpus}"))
+
+    module.register = register  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_remixer_cli", module)
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("fake_remixer_cli", "missing_module_for_test.cli"))
+    assert cli.main(["synthesize", "--corpus", "docs.jsonl"]) == 0
+    assert "synthesizing docs.jsonl" in capsys.readouterr().out
+    parser, commands, failures = cli.build_parser()
+    assert commands == ["card", "export", "synthesize", "train"] and failures == []
+
+
+def test_help_lists_the_paper_recipe_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in (
+        "--lora-rank",
+        "--lora-alpha",
+        "--lora-targets",
+        "--full",
+        "--lr",
+        "--warmup-ratio",
+        "--epochs",
+        "--max-steps",
+        "--grad-accum",
+        "--query-max-length",
+        "--passage-max-length",
+        "--temperature",
+        "--redapter-warmup-steps",
+        "--gradient-checkpointing",
+        "--bf16",
+        "--seed",
+        "--save-steps",
+        "--resume",
+    ):
+        assert option in text
+
+
+def test_a_subcommand_module_with_a_missing_dependency_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_sub_cli.py").write_text("import not_installed_dependency_for_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("broken_sub_cli",))
+    _, commands, failures = cli.build_parser()
+    assert commands == ["card", "export", "train"]
+    assert len(failures) == 1 and "not_installed_dependency_for_test" in failures[0]
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize"])
+    assert "could not be loaded: broken_sub_cli" in capsys.readouterr().err
