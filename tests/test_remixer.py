@@ -1,0 +1,795 @@
+"""ReMixer control flow with a scripted fake LLM: stages, malformed replies, resume after a kill, source exclusion,
+reply parsing, prompts, seeds, and the LLM client's retries (against a mocked HTTP transport). Fast: no model."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from training.llm import Completion, LLMClient, LLMConfig, LLMError, map_concurrently
+from training.remixer.mining import BM25Retriever, exclude_source
+from training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
+from training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
+from training.remixer.prompts import PromptBook, render
+from training.remixer.seeds import TaskSource, load_sources, select_seeds
+from training.remixer.store import JsonlLog, content_hash
+
+INSTRUCTION = "Given a Math problem, retrieve relevant theorems that help answer the problem."
+
+# A small corpus: each seed teaches one idea; documents tagged REL-<idea> are judged relevant to queries about it.
+CORPUS = {
+    "fermat": "Fermat's little theorem: a^(p-1) is 1 mod p for a prime p not dividing a. idea:modular",
+    "euler": "Euler's theorem: a^phi(n) is 1 mod n when gcd(a, n) = 1. REL-modular idea:totient",
+    "crt": "Chinese remainder theorem: congruences with coprime moduli have one solution mod the product. REL-modular",
+    "amgm": "AM-GM inequality: the arithmetic mean is at least the geometric mean. idea:inequality",
+    "cauchy": "Cauchy-Schwarz inequality: (sum a_i b_i)^2 <= (sum a_i^2)(sum b_i^2). REL-inequality",
+    "area": "The area of a circle of radius r is pi r^2. idea:geometry",
+    "pythag": "Pythagorean theorem: in a right triangle a^2 + b^2 = c^2. REL-geometry",
+    "copy-of-area": "The area of a circle of radius r is pi r^2. idea:geometry",
+    "junk": "Unrelated text about the weather and modular furniture and inequality of heights. JUNK",
+}
+
+
+class Killed(BaseException):
+    """Simulates the process dying in the middle of a stage (not an LLM error: nothing catches it)."""
+
+
+class ScriptedLLM:
+    """A fake chat model that answers each ReMixer stage from the prompt text, deterministically.
+
+    * generation: a query about the seed's ``idea:`` tag; seeds containing BADGEN get malformed replies;
+    * annotation: ``<score>4</score>`` when the document carries ``REL-<idea>`` of the query, ``<score>1</score>``
+      otherwise, and an unparseable reply for documents tagged JUNK;
+    * reasoning: a sentence naming the knowledge; cleaning: Yes unless the document says OFFTOPIC.
+    """
+
+    def __init__(self, *, kill_after: int | None = None, kill_stage: str | None = None) -> None:
+        self.calls: Counter[str] = Counter()
+        self.kill_after = kill_after
+        self.kill_stage = kill_stage
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def stage(messages: list[dict[str, str]]) -> str:
+        text = messages[-1]["content"]
+        if "Yes or No" in text:
+            return "clean"
+        if "Source material" in text:
+            return "generate"
+        if "Relevance definition" in text:
+            return "annotate"
+        return "reasoning"
+
+    def chat(self, messages, *, max_tokens=None, temperature=None, top_p=None, stop=None) -> Completion:
+        stage = self.stage(messages)
+        with self._lock:
+            self.calls[stage] += 1
+            if self.kill_stage == stage and self.kill_after is not None and self.calls[stage] > self.kill_after:
+                raise Killed(stage)
+        text = messages[-1]["content"]
+        if stage == "clean":
+            return Completion("No" if "OFFTOPIC" in text else "Yes.")
+        if stage == "generate":
+            document = text.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+            if "BADGEN" in document:
+                return Completion("According to the passage, what is the theorem?")
+            idea = re.search(r"idea:(\w+)", document)
+            return Completion(
+                f"Problem: Solve this question that needs the {idea.group(1) if idea else 'none'} idea "
+                f"for numbers near {len(document)}."
+            )
+        if stage == "annotate":  # the last message holds only this query and this document, in either style
+            if "JUNK" in text:
+                return Completion("I am not sure how relevant this is.")
+            idea = re.search(r"needs the (\w+) idea", text).group(1)
+            return Completion(f"Analysis done. <score>{4 if f'REL-{idea}' in text else 1}</score>")
+        query = re.search(r"<<<\n(.*?)\n>>>", text, re.DOTALL).group(1)
+        return Completion(f"To answer '{query[:20]}' one needs the theorem behind it and how to apply it.")
+
+
+def _source(
+    corpus: dict[str, str] | None = None, seed_ids: tuple[str, ...] = ("fermat", "amgm", "area")
+) -> TaskSource:
+    corpus = dict(CORPUS if corpus is None else corpus)
+    seeds, stats = select_seeds(((i, corpus[i]) for i in seed_ids), task="toy_math", corpus=corpus, min_chars=10)
+    return TaskSource("toy_math", INSTRUCTION, seeds, corpus, stats)
+
+
+def _settings(tmp_path: Path, **overrides) -> SynthesisSettings:
+    values = {"output": tmp_path / "out", "keep_candidates": 8, "chunk_size": 2, "show_progress": False}
+    values.update(overrides)
+    return SynthesisSettings(**values)
+
+
+def _rows(output: Path) -> list[dict]:
+    path = output / "train" / "toy_math.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def _check_counts(summary: dict) -> None:
+    """Every stage's counts add up."""
+    for task in summary["tasks"].values():
+        generate = task["generate"]
+        assert generate["replies"] == generate["ok"] + generate["duplicate"] + generate["malformed"]
+        assert generate["malformed"] == sum(generate["malformed_reasons"].values())
+        annotate = task["annotate"]
+        assert annotate["pairs"] == annotate["scored"] + annotate["unparseable"]
+        assert annotate["scored"] == sum(annotate["scores"].values())
+        label = task["label"]
+        assert label["labelled"] == label["rows"] + label["no_positive"] + label["no_negative"] + label["no_reasoning"]
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def test_pipeline_rows_follow_the_labels_and_exclude_the_source(tmp_path):
+    source = _source()
+    summary = ReMixer(_settings(tmp_path), llm=ScriptedLLM(), concurrency=3).run([source])
+    rows = _rows(tmp_path / "out")
+    _check_counts(summary)
+    task = summary["tasks"]["toy_math"]
+    assert task["generate"]["ok"] == 3
+    # the "area" seed has an exact duplicate in the corpus under another id: both are dropped from its candidates
+    assert task["mine"]["source_excluded"] == 4
+    assert task["annotate"]["unparseable"] == 3  # the JUNK document, once per query
+    assert len(rows) == 3 == task["label"]["rows"]
+    by_idea = {re.search(r"needs the (\w+) idea", row["query"]).group(1): row for row in rows}
+    assert set(by_idea["modular"]["pos"]) == {CORPUS["euler"], CORPUS["crt"]}
+    assert by_idea["inequality"]["pos"] == [CORPUS["cauchy"]] and by_idea["geometry"]["pos"] == [CORPUS["pythag"]]
+    assert len(by_idea["geometry"]["neg"]) == 7 - 1 - 1  # 7 candidates, minus the positive and the JUNK one
+    assert len(by_idea["modular"]["neg"]) == 7 - 2 - 1  # the circle text is in the corpus twice: one candidate
+    for row in rows:
+        assert set(row) == {"prompt", "query", "reasoning_query", "pos", "neg"}
+        assert row["prompt"] == INSTRUCTION
+        assert row["reasoning_query"].startswith(row["query"]) and len(row["reasoning_query"]) > len(row["query"])
+        assert row["pos"] and row["neg"]
+        assert CORPUS["junk"] not in row["pos"] + row["neg"]  # unparseable: skipped, not a negative
+    # the source document never appears among its query's candidates or positives
+    queries = [json.loads(line) for line in (tmp_path / "out/work/toy_math/queries.jsonl").read_text().splitlines()]
+    mined = {
+        json.loads(line)["key"]: json.loads(line)
+        for line in (tmp_path / "out/work/toy_math/candidates.jsonl").read_text().splitlines()
+    }
+    rows_by_query = {row["query"]: row for row in rows}
+    for record in queries:
+        seed_text = next(seed.content for seed in source.seeds if seed.hash == record["seed"])
+        candidate_texts = [CORPUS[i] for i in mined[record["query_hash"]]["candidates"]]
+        assert seed_text not in candidate_texts
+        assert seed_text not in rows_by_query[record["query"]]["pos"]
+    assert json.loads((tmp_path / "out/summary.json").read_text())["totals"]["label"]["rows"] == 3
+
+
+def test_malformed_replies_are_skipped_counted_and_reported(tmp_path):
+    corpus = {**CORPUS, "bad": "BADGEN An odd seed whose generated query refers to its source. idea:modular"}
+    source = _source(corpus, ("fermat", "bad", "amgm"))
+    summary = ReMixer(_settings(tmp_path), llm=ScriptedLLM(), concurrency=2).run([source])
+    _check_counts(summary)
+    generate = summary["tasks"]["toy_math"]["generate"]
+    assert generate["malformed"] == 1 and generate["malformed_reasons"] == {"refers_to_source": 1}
+    bad = [
+        json.loads(line)
+        for line in (tmp_path / "out/work/toy_math/queries.jsonl").read_text().splitlines()
+        if json.loads(line)["status"] == "malformed"
+    ]
+    assert bad[0]["reply"].startswith("According to the passage")  # kept for prompt debugging
+    assert len(_rows(tmp_path / "out")) == 2
+
+
+def test_resume_after_a_kill_mid_annotation_loses_nothing_and_duplicates_nothing(tmp_path):
+    reference = ReMixer(_settings(tmp_path / "ref"), llm=ScriptedLLM(), concurrency=3).run([_source()])
+    expected = sorted(json.dumps(row, sort_keys=True) for row in _rows(tmp_path / "ref/out"))
+
+    killer = ScriptedLLM(kill_after=6, kill_stage="annotate")
+    with pytest.raises(Killed):
+        ReMixer(_settings(tmp_path), llm=killer, concurrency=3).run([_source()])
+    annotations = tmp_path / "out/work/toy_math/annotations.jsonl"
+    done_before = len(annotations.read_text().splitlines())
+    assert 0 < done_before < reference["totals"]["annotate"]["pairs"]
+    queries_before = len((tmp_path / "out/work/toy_math/queries.jsonl").read_text().splitlines())
+    # the process died while writing: a torn last line must be repaired, not crash the resume or be lost
+    with open(annotations, "a", encoding="utf-8") as handle:
+        handle.write('{"key": "torn-wri')
+
+    resumed_llm = ScriptedLLM()
+    summary = ReMixer(_settings(tmp_path), llm=resumed_llm, concurrency=3).run([_source()])
+    _check_counts(summary)
+    assert resumed_llm.calls["generate"] == 3 - queries_before  # chunks of 2 seeds: the last one was not reached
+    assert resumed_llm.calls["annotate"] == reference["totals"]["annotate"]["pairs"] - done_before
+    rows = sorted(json.dumps(row, sort_keys=True) for row in _rows(tmp_path / "out"))
+    assert rows == expected
+    for name in ("queries", "candidates", "annotations", "reasoning", "labels"):
+        path = tmp_path / f"out/work/toy_math/{name}.jsonl"
+        keys = [json.loads(line)["key"] for line in path.read_text().splitlines()] if path.exists() else []
+        assert len(keys) == len(set(keys)), name
+    # a third run has nothing left to do
+    again = ScriptedLLM()
+    ReMixer(_settings(tmp_path), llm=again, concurrency=3).run([_source()])
+    assert sum(again.calls.values()) == 0
+    assert sorted(json.dumps(row, sort_keys=True) for row in _rows(tmp_path / "out")) == expected
+
+
+def test_resume_after_a_kill_mid_generation(tmp_path):
+    corpus = {**CORPUS, **{f"extra{i}": f"Extra theorem number {i} about residues. idea:modular" for i in range(6)}}
+    ids = ("fermat", "amgm", "area", *(f"extra{i}" for i in range(6)))
+    with pytest.raises(Killed):
+        ReMixer(
+            _settings(tmp_path, chunk_size=9), llm=ScriptedLLM(kill_after=4, kill_stage="generate"), concurrency=2
+        ).run([_source(corpus, ids)])
+    queries_file = tmp_path / "out/work/toy_math/queries.jsonl"
+    done_before = len(queries_file.read_text().splitlines())
+    assert 0 < done_before < 9
+    llm = ScriptedLLM()
+    summary = ReMixer(_settings(tmp_path, chunk_size=9), llm=llm, concurrency=2).run([_source(corpus, ids)])
+    _check_counts(summary)
+    assert llm.calls["generate"] == 9 - done_before
+    assert summary["tasks"]["toy_math"]["generate"]["replies"] == 9
+    queries = [json.loads(line)["key"] for line in queries_file.read_text().splitlines()]
+    assert len(queries) == len(set(queries)) == 9
+
+
+def test_duplicate_queries_are_recorded_once(tmp_path):
+    class SameQuery(ScriptedLLM):
+        def chat(self, messages, **options):
+            if self.stage(messages) == "generate":
+                return Completion("Problem: Solve this question that needs the modular idea for numbers near 7.")
+            return super().chat(messages, **options)
+
+    summary = ReMixer(_settings(tmp_path), llm=SameQuery(), concurrency=1).run([_source()])
+    generate = summary["tasks"]["toy_math"]["generate"]
+    assert (generate["ok"], generate["duplicate"]) == (1, 2)
+    _check_counts(summary)
+
+
+def test_domain_cleaning_drops_rejected_seeds(tmp_path):
+    corpus = {**CORPUS, "off": "OFFTOPIC a recipe for bread, not mathematics at all. idea:modular"}
+    summary = ReMixer(_settings(tmp_path, clean_domain=True), llm=ScriptedLLM(), concurrency=2).run(
+        [_source(corpus, ("fermat", "off", "amgm"))]
+    )
+    task = summary["tasks"]["toy_math"]
+    assert task["clean"] == {"checked": 3, "yes": 2, "no": 1, "unparseable": 0}
+    assert task["generate"]["replies"] == 2
+
+
+def test_failed_requests_are_counted_and_retried_by_the_next_run(tmp_path):
+    class Flaky(ScriptedLLM):
+        def chat(self, messages, **options):
+            if self.stage(messages) == "reasoning":
+                raise LLMError("HTTP 503", retryable=True)
+            return super().chat(messages, **options)
+
+    summary = ReMixer(_settings(tmp_path), llm=Flaky(), concurrency=2).run([_source()])
+    assert summary["this_run"]["failed_requests"] == {"reasoning": 3}
+    assert _rows(tmp_path / "out") == []
+    summary = ReMixer(_settings(tmp_path), llm=ScriptedLLM(), concurrency=2).run([_source()])
+    assert len(_rows(tmp_path / "out")) == 3
+    _check_counts(summary)
+
+
+def test_a_dead_endpoint_aborts_with_a_clear_message(tmp_path):
+    class Dead:
+        def chat(self, messages, **options):
+            raise LLMError("connection refused", retryable=True)
+
+    with pytest.raises(SynthesisAborted, match="run the same command again"):
+        ReMixer(_settings(tmp_path, max_consecutive_failures=3), llm=Dead(), concurrency=1).run([_source()])
+    assert (tmp_path / "out/summary.json").exists()
+
+
+def test_logit_annotator_path_is_used_instead_of_the_llm(tmp_path):
+    from training.remixer.annotator import ScoreDistribution
+
+    class FakeAnnotator:
+        batch_size = 2
+        name = "fake"
+
+        def score(self, conversations):
+            out = []
+            for messages in conversations:
+                text = messages[-1]["content"]
+                idea = re.search(r"needs the (\w+) idea", text).group(1)
+                relevant = f"REL-{idea}" in text
+                probabilities = (0.0, 0.1, 0.1, 0.8, 0.0) if relevant else (0.7, 0.1, 0.1, 0.1, 0.0)
+                out.append(ScoreDistribution(probabilities))
+            return out
+
+    llm = ScriptedLLM()
+    summary = ReMixer(_settings(tmp_path), llm=llm, concurrency=2, annotator=FakeAnnotator()).run([_source()])
+    assert llm.calls["annotate"] == 0
+    assert summary["tasks"]["toy_math"]["annotate"]["unparseable"] == 0
+    assert summary["settings"]["annotation"] == "logits"
+    assert len(_rows(tmp_path / "out")) == 3
+
+
+@pytest.mark.parametrize(("calibration", "rows"), [("none", 0), ("query", 3)])
+def test_logit_calibration_removes_a_constant_bias(tmp_path, calibration, rows):
+    from training.remixer.annotator import ScoreDistribution
+
+    class BiasedAnnotator:
+        """Always most sure of "1", but gives relevant documents more weight on 4 and 5 than the others."""
+
+        batch_size = 4
+
+        def score(self, conversations):
+            out = []
+            for messages in conversations:
+                assert len(messages) == 2  # system + the pair: no few-shot examples on the logit path
+                text = messages[-1]["content"]
+                idea = re.search(r"needs the (\w+) idea", text).group(1)
+                relevant = f"REL-{idea}" in text
+                out.append(ScoreDistribution((0.5, 0.1, 0.1, 0.15, 0.15) if relevant else (0.7, 0.1, 0.1, 0.05, 0.05)))
+            return out
+
+    settings = _settings(tmp_path, logit_calibration=calibration)
+    summary = ReMixer(settings, llm=ScriptedLLM(), annotator=BiasedAnnotator()).run([_source()])
+    assert summary["tasks"]["toy_math"]["label"]["rows"] == rows
+    for row in _rows(tmp_path / "out"):
+        tag = "REL-" + re.search(r"needs the (\w+) idea", row["query"]).group(1)
+        assert all(tag in text for text in row["pos"]) and not any(tag in text for text in row["neg"])
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ("Analysis ... <score>4</score>", 4),
+        ("<score>\n2\n</score>", 2),
+        ("<score>[5]</score>", 5),
+        ("<score>3/5</score>", 3),
+        ("first <score>1</score> then revised <score>5</score>", 5),
+        ("<score>4", 4),  # cut by a stop string
+        ("<score>1</score</score>", 1),  # mangled closing tag (SmolLM2)
+        ("<score>2.</score>", 2),
+        ("3", 3),
+        ("Relevance score: 2", 2),
+        ("<score>7</score>", None),
+        ("<score>high</score>", None),
+        ("<score>3.5</score>", None),
+        ("The document is very useful.", None),
+        ("", None),
+    ],
+)
+def test_parse_score(reply, score):
+    assert parse_score(reply) == score
+
+
+def test_parse_yes_no():
+    assert parse_yes_no("Yes.") is True
+    assert parse_yes_no("no, it is about cooking") is False
+    assert parse_yes_no("Well, the answer is yes") is True
+    assert parse_yes_no("I cannot tell whether it is yes or no") is None
+    assert parse_yes_no("") is None
+
+
+def test_clean_query():
+    source = "Fermat's little theorem: a^(p-1) is 1 mod p for a prime p not dividing a."
+    assert clean_query("Problem: Find 3^100 mod 7 quickly.", source=source) == ("Find 3^100 mod 7 quickly.", "ok")
+    assert clean_query("Here is a new problem:\nFind 3^100 mod 7 quickly.", source=source)[1] == "ok"
+    assert clean_query('"Find 3^100 mod 7 quickly."', source=source)[0] == "Find 3^100 mod 7 quickly."
+    assert clean_query("", source=source) == (None, "empty")
+    assert clean_query("Why?", source=source) == (None, "too_short")
+    assert clean_query(
+        "Using the given theorem, find 3^100 mod 7.", source=source, forbidden_phrases=["the given"]
+    ) == (None, "refers_to_source")
+    assert clean_query(f"Prove: {source}", source=source) == (None, "copies_source")
+    sentence = "Write exactly one math problem. Length: short."
+    assert clean_query(f"{sentence} Find x.", source=source, prompt_sentences=[sentence]) == (None, "echo")
+    assert clean_query(
+        "Find the remainder of 3^100 mod 7. Then also compute the rem", source=source, truncated=True
+    ) == ("Find the remainder of 3^100 mod 7.", "ok")
+    assert clean_query("an endless sentence without any end mark at", source=source, truncated=True) == (
+        None,
+        "truncated",
+    )
+    assert clean_reasoning("It needs modular arithmetic and Fermat.", query="q")[1] == "ok"
+    assert clean_reasoning("  ", query="q") == (None, "empty")
+
+
+# ------------------------------------------------------------------------------------------------ store, prompts
+
+
+def test_jsonl_log_refuses_duplicates_and_repairs_a_torn_line(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = JsonlLog(path)
+    assert log.append({"key": "a", "v": 1}) and not log.append({"key": "a", "v": 2})
+    path.write_text(path.read_text() + '{"key": "b", "v"', encoding="utf-8")
+    reopened = JsonlLog(path)
+    assert reopened.repaired_bytes > 0 and list(reopened.records) == ["a"]
+    assert reopened.append({"key": "b", "v": 3})
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "b"]
+    path.write_text('{"key": "a"}\nnot json\n{"key": "c"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        JsonlLog(path)
+
+
+def test_content_hash_separates_parts():
+    assert content_hash("ab", "c") != content_hash("a", "bc")
+
+
+def test_prompts_render_documents_with_braces_and_tasks_fall_back():
+    book = PromptBook()
+    assert book.entry_for("champ_concepts_train") == "champ_concepts"
+    assert book.entry_for("some_new_task") == "default"
+    document = r"Let f(x) = \frac{1}{x} and {query} stays literal"
+    messages = book.for_task("theoremqa_theorems").generation_messages(document, length="short", difficulty="PhD")
+    assert document in messages[-1]["content"] and "{length}" not in messages[-1]["content"]
+    direct = book.for_task("champ_concepts").annotation_messages("q", "d", style="direct")
+    assert [m["role"] for m in direct] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert render("{a} {b}", {"a": "x"}) == "x {b}"
+    echoes = book.for_task("champ_concepts").generation_prefix_text()
+    assert "Find the remainder when 3^100 is divided by 7." in echoes  # copying the few-shot answer is an echo
+    with pytest.raises(ValueError, match="annotation style"):
+        book.for_task("biology").annotation_messages("q", "d", style="fast")
+
+
+def test_prompt_overlay_and_bad_prompt_files(tmp_path):
+    overlay = tmp_path / "mine.json"
+    overlay.write_text(json.dumps({"tasks": {"toy": {"relevance": "Relevant if it helps."}}}), encoding="utf-8")
+    book = PromptBook(overlay)
+    assert book.for_task("toy").value("relevance") == "Relevant if it helps."
+    assert book.for_task("toy").value("query_type") == "question"  # the rest comes from default
+    broken = tmp_path / "broken.json"
+    broken.write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        PromptBook(broken)
+    bad_weights = tmp_path / "weights.json"
+    bad_weights.write_text(json.dumps({"lengths": {"short": -1}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="positive number"):
+        PromptBook(bad_weights)
+
+
+def test_sampled_conditions_follow_the_weights():
+    prompts = PromptBook().for_task("biology")
+    import random
+
+    rng = random.Random(0)
+    draws = Counter(prompts.sample_conditions(rng) for _ in range(6000))
+    lengths = Counter()
+    difficulties = Counter()
+    for (length, difficulty), count in draws.items():
+        lengths[length] += count
+        difficulties[difficulty] += count
+    assert abs(lengths["200 to 300 words"] / lengths["less than 100 words"] - 3) < 0.6
+    assert abs(difficulties["PhD"] / difficulties["high school"] - 2) < 0.4
+
+
+# ------------------------------------------------------------------------------------------------ seeds, mining
+
+
+def test_select_seeds_filters_deduplicates_and_extends():
+    documents = [
+        ("a", "x" * 50),
+        ("b", "y" * 5),
+        ("c", "z" * 500),
+        ("d", "x" * 50),
+        ("gold", "w" * 50),
+        *((f"n{i}", f"doc {i} " * 10) for i in range(10)),
+    ]
+    seeds, stats = select_seeds(documents, task="t", exclude_ids={"gold"}, min_chars=10, max_chars=100)
+    assert stats == {
+        "available": 15,
+        "excluded_gold": 1,
+        "too_short": 1,
+        "too_long": 1,
+        "duplicate": 1,
+        "eligible": 11,
+        "selected": 11,
+    }
+    few, _ = select_seeds(documents, task="t", exclude_ids={"gold"}, min_chars=10, max_chars=100, max_seeds=4)
+    more, _ = select_seeds(documents, task="t", exclude_ids={"gold"}, min_chars=10, max_chars=100, max_seeds=7)
+    assert more[:4] == few
+    with pytest.raises(ValueError, match="min_chars"):
+        select_seeds(documents, task="t", min_chars=50, max_chars=10)
+
+
+def test_folder_seeds_never_include_gold_documents(tmp_path):
+    folder = tmp_path / "bright" / "biology"
+    folder.mkdir(parents=True)
+    documents = [{"id": f"d{i}", "content": f"Biology passage number {i}. " * 12} for i in range(8)]
+    (folder / "documents.jsonl").write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
+    examples = [
+        {"id": "q1", "query": "Why?", "gold_ids": ["d1", "d2"], "excluded_ids": ["N/A"]},
+        {"id": "q2", "query": "How?", "gold_ids": ["d5"], "excluded_ids": []},
+    ]
+    (folder / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+    (source,) = load_sources(tmp_path / "bright")
+    assert {seed.id for seed in source.seeds} == {"d0", "d3", "d4", "d6", "d7"}
+    assert len(source.corpus) == 8  # candidates come from the whole corpus
+    assert source.instruction.startswith("Given a Biology post")
+    with pytest.raises(ValueError, match="not found"):
+        load_sources(tmp_path / "bright", ["physics"])
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
+    with pytest.raises(ValueError, match="exactly one task"):
+        load_sources(jsonl)
+    (from_file,) = load_sources(jsonl, ["biology"], exclude_gold=[tmp_path / "bright"])
+    assert {seed.id for seed in from_file.seeds} == {"d0", "d3", "d4", "d6", "d7"}
+
+
+_CHAMP: list = []
+
+
+@pytest.fixture
+def champ_rows_once(monkeypatch):
+    """CHAMP's rows (test and train split), loaded once per module: loading the dataset takes seconds."""
+    pytest.importorskip("champ_dataset")
+    from reasonembed_rag.evaluation import offline
+
+    if not _CHAMP:
+        _CHAMP.append(offline.champ_rows())
+    monkeypatch.setattr(offline, "champ_rows", lambda: _CHAMP[0])
+    return _CHAMP[0]
+
+
+def test_offline_seeds_come_from_the_train_side_only(champ_rows_once):
+    examples, _ = champ_rows_once
+    test_gold = {doc for row in examples["test"] for doc in row["gold_ids"]}
+    test_problems = {row["query"] for row in examples["test"]}
+    (source,) = load_sources("offline")
+    assert source.task == "champ_concepts_train"
+    assert not {seed.id for seed in source.seeds} & test_gold
+    assert not any(problem in seed.content for seed in source.seeds for problem in test_problems)
+    concepts = [seed for seed in source.seeds if seed.corpus_id is not None]
+    problems = [seed for seed in source.seeds if seed.id.startswith("train_problem:")]
+    assert concepts and problems and len(concepts) + len(problems) == len(source.seeds)
+    assert len(source.corpus) == 89
+
+
+def test_mining_excludes_the_source_by_id_and_by_content():
+    retriever = BM25Retriever(CORPUS)
+    (ranking,) = retriever.search(["area of a circle of radius r"], depth=len(CORPUS))
+    assert ranking[0] in ("area", "copy-of-area")
+    mined = exclude_source(ranking, CORPUS, source_id="area", source_hash=content_hash(CORPUS["area"]), keep=3)
+    assert "area" not in mined.candidates and "copy-of-area" not in mined.candidates
+    assert mined.source_excluded == 2 and len(mined.candidates) == 3
+
+
+# ------------------------------------------------------------------------------------------------ LLM client
+
+
+def _client(handler, **config) -> tuple[LLMClient, list[float]]:
+    waits: list[float] = []
+    settings = {"base_url": "http://llm.test/v1", "api_key": "k", "model": "m", "max_retries": 3, **config}
+    client = LLMClient(
+        LLMConfig(**settings), sleep=waits.append, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    return client, waits
+
+
+def _ok(text: str = "hello") -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        },
+    )
+
+
+def test_client_retries_429_and_5xx_with_backoff_and_counts_tokens():
+    answers = iter(
+        [
+            httpx.Response(429, json={"error": {"message": "slow down"}}, headers={"retry-after": "2"}),
+            httpx.Response(503, json={"error": {"message": "busy"}}),
+            _ok("4"),
+        ]
+    )
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return next(answers)
+
+    client, waits = _client(handler, temperature=1.0, top_p=0.6)
+    completion = client.chat([{"role": "user", "content": "2+2?"}], max_tokens=5)
+    assert completion.text == "4" and completion.finish_reason == "stop"
+    assert len(seen) == 3 and seen[0]["max_tokens"] == 5 and seen[0]["top_p"] == 0.6 and seen[0]["model"] == "m"
+    assert 1.0 <= waits[0] <= 2.0  # Retry-After (2 s) with jitter
+    assert len(waits) == 2
+    assert client.usage.snapshot() == {
+        "requests": 1,
+        "retries": 2,
+        "failures": 0,
+        "prompt_tokens": 11,
+        "completion_tokens": 3,
+    }
+
+
+def test_client_gives_up_after_max_retries_and_does_not_retry_client_errors():
+    client, waits = _client(lambda request: httpx.Response(500, json={"error": {"message": "down"}}))
+    with pytest.raises(LLMError, match="after 4 attempts") as error:
+        client.chat([{"role": "user", "content": "hi"}])
+    assert error.value.retryable and len(waits) == 3
+    assert waits[1] > waits[0] * 0.9  # back-off grows (jitter aside)
+    client, waits = _client(lambda request: httpx.Response(400, json={"error": {"message": "bad"}}))
+    with pytest.raises(LLMError, match="HTTP 400") as error:
+        client.chat([{"role": "user", "content": "hi"}])
+    assert not error.value.retryable and waits == []
+
+
+def test_client_retries_connection_errors():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused")
+        return _ok()
+
+    client, waits = _client(handler)
+    assert client.chat([{"role": "user", "content": "hi"}]).text == "hello"
+    assert len(waits) == 1
+
+
+def test_config_from_env_and_validation(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://env/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "secret")
+    monkeypatch.setenv("OPENAI_MODEL", "env-model")
+    config = LLMConfig.from_env(model="mine", concurrency=8)
+    assert (config.base_url, config.api_key, config.model, config.concurrency) == (
+        "http://env/v1",
+        "secret",
+        "mine",
+        8,
+    )
+    with pytest.raises(ValueError, match="top_p"):
+        LLMConfig(top_p=0)
+    with pytest.raises(ValueError, match="--model"):
+        LLMClient(LLMConfig(base_url="http://x/v1"))
+
+
+def test_map_concurrently_returns_every_result_and_errors():
+    def work(value: int) -> int:
+        if value == 3:
+            raise LLMError("nope")
+        return value * 2
+
+    results = dict(map_concurrently(work, range(10), concurrency=3))
+    assert set(results) == set(range(10))
+    assert isinstance(results[3], LLMError) and results[4] == 8
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def test_synthesize_registers_on_reasonembed_train():
+    import argparse
+
+    from training.remixer.cli import register, run
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "synthesize",
+            "--seeds",
+            "offline",
+            "--output",
+            "out",
+            "--tasks",
+            "a,b",
+            "--annotator-logits",
+            "--miner",
+            "minilm-l6",
+        ]
+    )
+    assert args.handler is run and args.tasks == ["a", "b"] and args.annotator_logits and args.miner == "minilm-l6"
+    assert (args.temperature, args.top_p) == (1.0, 0.6)
+
+
+def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
+    from training.remixer.cli import main
+
+    assert main(["--seeds", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]) == 2
+    assert "not 'offline', a folder" in capsys.readouterr().err
+
+
+def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, monkeypatch, capsys):
+    """The command's wiring: no --base-url starts the local server, whose config feeds the client (both faked)."""
+    import training.llm as llm_module
+    from training.remixer.cli import main
+
+    started = []
+
+    class FakeServer:
+        def __init__(self, model=None, *, threads=None, **options):
+            started.append(threads)
+            self.base_url, self.startup_seconds = "http://127.0.0.1:1/v1", 0.1
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            started.append("stopped")
+
+        def config(self, **settings):
+            return LLMConfig(base_url=self.base_url, api_key="local", model="/models/smollm2", **settings)
+
+    class FakeClient(ScriptedLLM):
+        def __init__(self, config):
+            super().__init__()
+            assert config.model == "/models/smollm2" and config.concurrency == 1 and config.top_p == 0.6
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setattr(llm_module, "LocalLLMServer", FakeServer)
+    monkeypatch.setattr(llm_module, "LLMClient", FakeClient)
+    seeds = tmp_path / "corpus.jsonl"
+    seeds.write_text("".join(json.dumps({"id": k, "content": v}) + "\n" for k, v in CORPUS.items()), encoding="utf-8")
+    arguments = ["--seeds", str(seeds), "--tasks", "toy_math", "--instruction", INSTRUCTION, "--min-chars", "10"]
+    arguments += ["--output", str(tmp_path / "out"), "--max-seeds", "3", "--keep-candidates", "8", "--no-progress"]
+    assert main(arguments) == 0
+    assert started == [1, "stopped"]
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["settings"]["annotation"] == "direct" and summary["settings"]["local_server"] is True
+    rows = _rows(tmp_path / "out")
+    assert rows and all(row["prompt"] == INSTRUCTION for row in rows)
+    assert "Training rows:" in capsys.readouterr().out
+
+
+def test_train_side_rows_use_train_gold_only_and_append_once(tmp_path, champ_rows_once):
+    from training.remixer.train_side import write_offline_train_rows
+
+    examples, documents = champ_rows_once
+    corpus = {row["id"]: row["content"] for row in documents}
+    path, added = write_offline_train_rows(tmp_path, negatives=5)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert added == len(rows) == len(examples["train"])
+    test_queries = {row["query"] for row in examples["test"]}
+    gold = {row["query"]: {corpus[doc] for doc in row["gold_ids"]} for row in examples["train"]}
+    for row in rows:
+        assert row["query"] not in test_queries
+        assert set(row["pos"]) == gold[row["query"]] and len(row["neg"]) == 5
+        assert not set(row["neg"]) & gold[row["query"]]
+        assert row["reasoning_query"].startswith(row["query"])
+    assert write_offline_train_rows(tmp_path, negatives=5)[1] == 0
+
+
+class BagOfWordsEncoder:
+    """A stand-in encoder with the ReasonEmbedEncoder interface: hashed bag of words, L2-normalised."""
+
+    name = "bag-of-words"
+
+    def __init__(self) -> None:
+        self.instructions: list[str | None] = []
+
+    def _encode(self, texts):
+        import numpy as np
+
+        vectors = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                vectors[row, int(content_hash(word), 16) % 64] += 1
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    def encode_documents(self, texts, *, show_progress=None):
+        return self._encode(texts)
+
+    def encode_queries(self, texts, *, instruction=None, show_progress=None):
+        self.instructions.append(instruction)
+        return self._encode(texts)
+
+
+def test_mining_with_an_encoder_excludes_the_source(tmp_path):
+    from training.remixer.mining import DenseRetriever
+
+    encoder = BagOfWordsEncoder()
+    (ranking,) = DenseRetriever(CORPUS, encoder, instruction=INSTRUCTION).search(["area of a circle"], depth=4)
+    assert set(ranking[:2]) == {"area", "copy-of-area"} and len(ranking) == 4
+    settings = _settings(tmp_path, miner="bag-of-words", keep_candidates=3, mine_depth=5)
+    summary = ReMixer(settings, llm=ScriptedLLM(), encoder=encoder).run([_source()])
+    _check_counts(summary)
+    assert encoder.instructions[-1] == INSTRUCTION  # queries are embedded with the task instruction
+    mined = [json.loads(line) for line in (tmp_path / "out/work/toy_math/candidates.jsonl").read_text().splitlines()]
+    assert all(row["miner"] == "bag-of-words" and len(row["candidates"]) <= 3 for row in mined)
+    assert not any({"area", "copy-of-area"} & set(row["candidates"]) for row in mined if row["source_excluded"] == 2)

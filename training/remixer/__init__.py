@@ -1,0 +1,23 @@
+"""ReMixer: synthesis of reasoning-intensive retrieval training data (REFERENCE.md section 2).
+
+Modules:
+
+* :mod:`training.remixer.seeds` - seed documents and candidate corpora (BRIGHT-layout folder, JSONL, ``offline``).
+* :mod:`training.remixer.prompts` / ``prompts.json`` - the prompts, as data, and their rendering.
+* :mod:`training.remixer.parsing` - reading replies (scores, Yes/No, queries, reasoning) without ever raising.
+* :mod:`training.remixer.mining` - candidate mining with BM25 or an encoder, the source document excluded.
+* :mod:`training.remixer.annotator` - the in-process logit fast path of relevance annotation.
+* :mod:`training.remixer.store` - append-only JSONL keyed by content hashes (exact resume).
+* :mod:`training.remixer.pipeline` - the stages and the summary.
+* :mod:`training.remixer.cli` - ``reasonembed-train synthesize``.
+
+Importing this package loads no model and no LLM client.
+"""
+
+from __future__ import annotations
+
+from .pipeline import ReMixer, SynthesisAborted, SynthesisSettings
+from .prompts import PromptBook
+from .seeds import TaskSource, load_sources
+
+__all__ = ["PromptBook", "ReMixer", "SynthesisAborted", "SynthesisSettings", "TaskSource", "load_sources"]
