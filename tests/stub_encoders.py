@@ -1,45 +1,50 @@
 """Cheap stand-ins for tests of store logic that does not depend on what the vectors mean.
 
-:class:`HashEncoder` follows the encoder contract the store relies on (name, dimension, query format, the encode
-methods) with deterministic vectors derived from each text's hash, so thousands of documents cost nothing to embed.
+:class:`TinyEncoder` is a real tiny random model from a config, under any name, dimension and query format, so
+thousands of documents cost little to embed.
 :class:`CountingEncoder` wraps a real encoder and records every call, to check what the adapters and the store ask of
 it. Tests that check retrieval quality or framework wiring use the real MiniLM model instead.
 """
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .tiny_models import build_tiny_decoder
 
-class HashEncoder:
-    """Deterministic unit vectors from text hashes; records the size of every encode call."""
 
-    def __init__(self, name: str = "hash-encoder", dimension: int = 8, query_format: str = "{query}") -> None:
+class TinyEncoder:
+    """A real tiny random decoder (built from a config, see :mod:`tests.tiny_models`) under any name, dimension and
+    query format, so store rules (model identity, chunking, duplicates) are tested on real vectors at no cost.
+    Records the size of every document encode call."""
+
+    _folders: dict[int, Path] = {}
+
+    def __init__(self, name: str = "tiny-encoder", dimension: int = 8, query_format: str = "{query}") -> None:
+        from reasonembed_rag import ReasonEmbedEncoder
+
+        if dimension not in self._folders:
+            folder = Path(tempfile.mkdtemp(prefix=f"tiny-encoder-{dimension}-"))
+            self._folders[dimension] = build_tiny_decoder(folder, "qwen3", hidden_size=dimension)
+        self._encoder = ReasonEmbedEncoder.from_pretrained(
+            str(self._folders[dimension]), query_format=query_format, device="cpu"
+        )
         self.name = name
         self.dimension = dimension
         self.query_format = query_format
         self.document_calls: list[int] = []
 
     def resolve_instruction(self, task: str | None = None, instruction: str | None = None) -> str | None:
-        if task is not None and instruction is not None:
-            raise ValueError("Pass either task=... or instruction=..., not both.")
-        return instruction if instruction is not None else (None if task is None else f"task {task}")
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
-            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-            rows.append(np.random.default_rng(seed).standard_normal(self.dimension))
-        vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dimension)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return self._encoder.resolve_instruction(task, instruction)
 
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
         self.document_calls.append(len(texts))
-        return self.embed(texts)
+        return self._encoder.encode_documents(texts, show_progress=False)
 
     def encode_queries(
         self,
@@ -49,8 +54,7 @@ class HashEncoder:
         instruction: str | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
-        self.resolve_instruction(task, instruction)
-        return self.embed(texts)
+        return self._encoder.encode_queries(texts, task=task, instruction=instruction, show_progress=False)
 
 
 class CountingEncoder:

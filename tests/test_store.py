@@ -1,7 +1,7 @@
 """The Chroma store: real Chroma (embedded and a server started here), real MiniLM where vectors must mean something.
 
 Store logic that does not depend on what vectors mean (ids, batching, streaming, identity checks) runs on the cheap
-:class:`~tests.stub_encoders.HashEncoder`; retrieval results are checked against exact search with MiniLM.
+:class:`~tests.stub_encoders.TinyEncoder`; retrieval results are checked against exact search with MiniLM.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reasonembed_rag.store import (
 )
 
 from .integration_helpers import ExactSearch, chroma_server
-from .stub_encoders import CountingEncoder, HashEncoder, PrecomputedEncoder
+from .stub_encoders import CountingEncoder, PrecomputedEncoder, TinyEncoder
 
 # --------------------------------------------------------------------------------------------------- real corpus
 
@@ -90,25 +90,25 @@ def test_collection_records_model_and_cosine_space(champ_index, shared_minilm):
 @pytest.mark.slow
 def test_mismatched_model_is_refused_naming_both(champ_index):
     with pytest.raises(CollectionMismatchError) as caught:
-        ChromaStore("champ", HashEncoder("other-model", dimension=384), chroma=champ_index.path)
+        ChromaStore("champ", TinyEncoder("other-model", dimension=384), chroma=champ_index.path)
     assert "'minilm-l6'" in str(caught.value) and "'other-model'" in str(caught.value)
 
 
 @pytest.mark.slow
 def test_dimension_mismatch_is_refused(champ_index):
     with pytest.raises(CollectionMismatchError, match=r"384-d vectors.*makes 8-d vectors"):
-        ChromaStore("champ", HashEncoder("minilm-l6", dimension=8), chroma=champ_index.path)
+        ChromaStore("champ", TinyEncoder("minilm-l6", dimension=8), chroma=champ_index.path)
 
 
 @pytest.mark.slow
 def test_query_format_mismatch_is_refused(champ_index):
-    changed = HashEncoder("minilm-l6", dimension=384, query_format="Instruct: {instruction}\nQuery: {query}")
+    changed = TinyEncoder("minilm-l6", dimension=384, query_format="Instruct: {instruction}\nQuery: {query}")
     with pytest.raises(CollectionMismatchError, match="query format"):
         ChromaStore("champ", changed, chroma=champ_index.path)
 
 
 def test_vectors_of_the_wrong_dimension_are_refused(tmp_path):
-    store = ChromaStore("vectors", HashEncoder(dimension=8), chroma=tmp_path)
+    store = ChromaStore("vectors", TinyEncoder(dimension=8), chroma=tmp_path)
     with pytest.raises(ValueError, match=r"shape \(2, 4\).*\(n, 8\)"):
         store.add_embeddings(["a", "b"], np.ones((2, 4), dtype=np.float32))
     with pytest.raises(ValueError, match=r"shape \(1, 4\)"):
@@ -118,7 +118,7 @@ def test_vectors_of_the_wrong_dimension_are_refused(tmp_path):
 
 
 def test_hnsw_settings_can_be_overridden_but_space_stays_cosine(tmp_path):
-    store = ChromaStore("custom-hnsw", HashEncoder(), chroma=tmp_path, hnsw={"ef_search": 50, "space": "l2"})
+    store = ChromaStore("custom-hnsw", TinyEncoder(), chroma=tmp_path, hnsw={"ef_search": 50, "space": "l2"})
     hnsw = store.collection.configuration_json["hnsw"]
     assert (hnsw["ef_search"], hnsw["space"], hnsw["max_neighbors"]) == (50, "cosine", HNSW_SETTINGS["max_neighbors"])
 
@@ -126,12 +126,12 @@ def test_hnsw_settings_can_be_overridden_but_space_stays_cosine(tmp_path):
 def test_collection_not_made_by_us_is_refused(tmp_path):
     get_client(tmp_path).create_collection("plain", embedding_function=None)
     with pytest.raises(CollectionMismatchError, match="not created by reasonembed-rag"):
-        ChromaStore("plain", HashEncoder(), chroma=tmp_path)
+        ChromaStore("plain", TinyEncoder(), chroma=tmp_path)
 
 
 def test_missing_collection_without_create(tmp_path):
     with pytest.raises(LookupError, match="No collection 'absent'"):
-        ChromaStore("absent", HashEncoder(), chroma=tmp_path, create=False)
+        ChromaStore("absent", TinyEncoder(), chroma=tmp_path, create=False)
 
 
 @pytest.mark.parametrize("name", ["ab", "has space", "-leading", "trailing_", "x" * 513])
@@ -144,7 +144,7 @@ def test_invalid_collection_names(name):
 
 
 def test_duplicate_ids_keep_the_first_document(tmp_path):
-    store = ChromaStore("duplicates", HashEncoder(), chroma=tmp_path)
+    store = ChromaStore("duplicates", TinyEncoder(), chroma=tmp_path)
     documents = [("a", "first a"), ("b", "b"), ("a", "second a"), Document("c", "c", {"source": "test"})]
     assert store.add_documents(documents, show_progress=False) == IndexReport(added=3, duplicates=1)
     stored = store.collection.get(ids=["a", "c"], include=["documents", "metadatas"])
@@ -156,7 +156,7 @@ def test_duplicate_ids_keep_the_first_document(tmp_path):
 
 
 def test_bad_documents_are_refused_clearly(tmp_path):
-    store = ChromaStore("bad-input", HashEncoder(), chroma=tmp_path)
+    store = ChromaStore("bad-input", TinyEncoder(), chroma=tmp_path)
     with pytest.raises(ValueError, match="'id' and 'content'"):
         store.add_documents([{"id": "a", "text": "no content key"}])
     with pytest.raises(TypeError, match="need str"):
@@ -166,7 +166,7 @@ def test_bad_documents_are_refused_clearly(tmp_path):
 
 
 def test_more_documents_than_one_chroma_call_streamed_in_chunks(tmp_path):
-    encoder = HashEncoder()
+    encoder = TinyEncoder()
     store = ChromaStore("many", encoder, chroma=tmp_path)
     limit = store.max_batch_size
     total = 6500
@@ -198,10 +198,11 @@ def test_more_documents_than_one_chroma_call_streamed_in_chunks(tmp_path):
 
 @pytest.mark.slow
 def test_more_precomputed_vectors_than_one_chroma_call_and_deep_search(tmp_path):
-    encoder = HashEncoder(dimension=16)
+    encoder = TinyEncoder(dimension=16)
     store = ChromaStore("many-vectors", encoder, chroma=tmp_path)
     ids = [f"v{i}" for i in range(6100)]
-    vectors = encoder.embed(ids)
+    vectors = np.random.default_rng(0).standard_normal((6100, 16)).astype(np.float32)  # precomputed, distinct
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     assert store.add_embeddings(ids, vectors, documents=ids, show_progress=False) == IndexReport(added=6100)
     assert store.count() == 6100
     assert store.add_embeddings(ids, vectors) == IndexReport(already_present=6100)
@@ -209,7 +210,7 @@ def test_more_precomputed_vectors_than_one_chroma_call_and_deep_search(tmp_path)
     assert [row[0].id for row in top] == ids[:3]
     # Deep retrieval (k in the thousands) is exact through the store and both frameworks.
     query, k = "a deep query", 2500
-    exact = ExactSearch(ids, vectors, encoder.embed([query]))
+    exact = ExactSearch(ids, vectors, encoder.encode_queries([query]))
     exact.assert_same_ranking([[hit.id for hit in store.search(query, k=k)]], k)
     exact.assert_same_ranking([[document.id for document in store.langchain_retriever(k=k).invoke(query)]], k)
     exact.assert_same_ranking(
@@ -228,7 +229,7 @@ def test_empty_collection_returns_no_hits(tmp_path, shared_minilm):
 
 
 def test_bad_k_is_refused(tmp_path):
-    store = ChromaStore("bad-k", HashEncoder(), chroma=tmp_path)
+    store = ChromaStore("bad-k", TinyEncoder(), chroma=tmp_path)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         store.search("q", k=0)
 
@@ -246,14 +247,14 @@ def test_default_path_follows_the_environment(monkeypatch, tmp_path):
 
 def test_default_client_is_persistent_under_the_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("REASONEMBED_RAG_HOME", str(tmp_path))
-    store = ChromaStore("default-place", HashEncoder())
+    store = ChromaStore("default-place", TinyEncoder())
     store.add_documents([("a", "a")], show_progress=False)
     assert (tmp_path / "chroma" / "chroma.sqlite3").exists()
     assert "default Chroma folder" in store.location
 
 
 def test_user_client_on_the_same_folder_shares_the_database(tmp_path):
-    store = ChromaStore("shared-folder", HashEncoder(), chroma=tmp_path)
+    store = ChromaStore("shared-folder", TinyEncoder(), chroma=tmp_path)
     store.add_documents([("a", "a")], show_progress=False)
     assert chromadb.PersistentClient(path=str(tmp_path)).get_collection("shared-folder").count() == 1
 
@@ -294,4 +295,4 @@ def test_chroma_server_through_the_same_api(tmp_path, champ, champ_exact, shared
         ]
         exact.assert_same_ranking(llama_index, 10)
         with pytest.raises(CollectionMismatchError, match="'other-model'"):
-            ChromaStore("champ-server", HashEncoder("other-model", dimension=384), chroma=url)
+            ChromaStore("champ-server", TinyEncoder("other-model", dimension=384), chroma=url)

@@ -190,7 +190,7 @@ def test_gradient_checkpointing_and_sub_batches_do_not_change_the_result(tmp_pat
     other.train()
     assert other.encoder.model.gradient_checkpointing and not plain.encoder.model.gradient_checkpointing
     for name, tensor in plain.trainable_state().items():
-        torch.testing.assert_close(other.trainable_state()[name], tensor, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(other.trainable_state()[name], tensor, rtol=1e-4, atol=1e-5)  # summation order
 
 
 def test_bf16_autocast_trains_and_exports(tmp_path, tiny_qwen3, data_dir):

@@ -18,7 +18,8 @@ WORDS = (
 
 def _tokenizer(kind: str) -> PreTrainedTokenizerFast:
     specials = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<pad>"]
-    vocab = {token: i for i, token in enumerate([*specials, *WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789"])}
+    tokens = dict.fromkeys([*specials, *WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789"])  # unique, in order
+    vocab = {token: i for i, token in enumerate(tokens)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     if kind == "qwen3":
@@ -30,12 +31,12 @@ def _tokenizer(kind: str) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
-def build_tiny_decoder(folder: Path, kind: str = "qwen3", seed: int = 0) -> Path:
-    """Write a tiny random decoder (2 layers, hidden 32) and its tokenizer to ``folder``; returns the folder."""
+def build_tiny_decoder(folder: Path, kind: str = "qwen3", seed: int = 0, hidden_size: int = 32) -> Path:
+    """Write a tiny random decoder (2 layers, ``hidden_size`` wide) and its tokenizer to ``folder``; returns it."""
     torch.manual_seed(seed)
     tokenizer = _tokenizer(kind)
     common = dict(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
     )
     if kind == "qwen3":
