@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .cli import add_model_arguments, load_encoder
+from .evaluation.data import TaskDataError, read_jsonl
 
 __all__ = ["add_index_parser", "add_search_parser", "register"]
 
@@ -190,14 +191,8 @@ def _count_lines(path: Path) -> int:
 
 
 def _read_jsonl(path: Path, id_field: str, content_field: str) -> Iterator[dict[str, str]]:
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SystemExit(f"{path}:{number}: not valid JSON ({error.msg}). Fix or remove that line.") from error
+    try:
+        for number, row in read_jsonl(path):
             if not isinstance(row, dict) or id_field not in row or not isinstance(row.get(content_field), str):
                 keys = sorted(row) if isinstance(row, dict) else type(row).__name__
                 raise SystemExit(
@@ -205,6 +200,8 @@ def _read_jsonl(path: Path, id_field: str, content_field: str) -> Iterator[dict[
                     "name the fields with --id-field / --content-field."
                 )
             yield {"id": str(row[id_field]), "content": row[content_field]}
+    except TaskDataError as error:
+        raise SystemExit(f"{error} Fix or remove that line.") from error
 
 
 def _folder_files(folder: Path, patterns: str) -> list[Path]:

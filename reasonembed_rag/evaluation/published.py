@@ -5,20 +5,9 @@ Sources: the ReasonEmbed paper (arXiv 2510.08252) and the baselines it reports.
 
 from __future__ import annotations
 
-_TASKS = (
-    "biology",
-    "earth_science",
-    "economics",
-    "psychology",
-    "robotics",
-    "stackoverflow",
-    "sustainable_living",
-    "leetcode",
-    "pony",
-    "aops",
-    "theoremqa_questions",
-    "theoremqa_theorems",
-)
+from ..instructions import BRIGHT_TASKS
+
+_TASKS = BRIGHT_TASKS
 
 _ROWS = {
     "bm25": (18.9, 27.2, 14.9, 12.5, 13.6, 18.4, 15.0, 24.4, 7.9, 6.2, 10.4, 4.9),

@@ -17,11 +17,12 @@ Any source can also drop the gold documents of other evaluation tasks (``exclude
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from reasonembed_rag.evaluation.data import TaskDataError, load_documents
 
 from .store import content_hash
 
@@ -123,21 +124,10 @@ def read_documents_jsonl(path: Path) -> dict[str, str]:
     """``{id: content}`` from a JSONL file of ``{"id", "content"}`` rows (errors name the file and line)."""
     if not path.is_file():
         raise SeedError(f"Document file {path} does not exist; pass a JSONL file with one {{id, content}} per line.")
-    documents: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SeedError(f"{path}:{number}: not valid JSON ({error.msg}).") from error
-            if not isinstance(row, dict) or not isinstance(row.get("content"), str) or "id" not in row:
-                raise SeedError(f"{path}:{number}: each row needs 'id' and a string 'content'.")
-            doc_id = str(row["id"])
-            if doc_id in documents:
-                raise SeedError(f"{path}:{number}: duplicate id {doc_id!r}.")
-            documents[doc_id] = row["content"]
+    try:
+        documents = load_documents(path, task=path.stem)
+    except TaskDataError as error:
+        raise SeedError(str(error)) from error
     if not documents:
         raise SeedError(f"{path} holds no documents.")
     return documents
