@@ -210,6 +210,8 @@ def add_results(folder: str | os.PathLike[str], paths: Sequence[str | os.PathLik
 
 def _row_name(result: Mapping[str, Any]) -> str:
     name = str(result.get("model", "?"))
+    if "/" in name and Path(name).is_absolute():
+        name = Path(name).name  # a local model folder: its folder name, not this machine's path
     via = result.get("via")
     return f"{name} (via {via})" if via and via != "direct" else name
 
