@@ -793,3 +793,30 @@ def test_mining_with_an_encoder_excludes_the_source(tmp_path):
     mined = [json.loads(line) for line in (tmp_path / "out/work/toy_math/candidates.jsonl").read_text().splitlines()]
     assert all(row["miner"] == "bag-of-words" and len(row["candidates"]) <= 3 for row in mined)
     assert not any({"area", "copy-of-area"} & set(row["candidates"]) for row in mined if row["source_excluded"] == 2)
+
+
+def test_sigterm_unwinds_so_servers_are_stopped(tmp_path: Path) -> None:
+    """A killed command must run its cleanup (the local LLM server is stopped in a ``with`` block)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "cleaned"
+    script = (
+        "import sys, time\n"
+        "from training.llm import _exit_cleanly_on_sigterm\n"
+        "_exit_cleanly_on_sigterm()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('stopped')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 30
+    assert marker.read_text() == "stopped"

@@ -388,6 +388,23 @@ def _transformers_command() -> list[str]:
     return [sys.executable, "-c", "from transformers.cli.transformers import main; main()"]
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM raise ``SystemExit`` (status 143) in the main thread, if nothing else handles it.
+
+    Python's default SIGTERM action ends the process without running ``finally`` blocks, so a ``kill`` of a command
+    that started a server would leave the server running. As ``SystemExit`` it unwinds: context managers stop the
+    server (and stage logs are already flushed line by line).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def _raise(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _raise)
+
+
 class LocalLLMServer:
     """``transformers serve`` of a local model on 127.0.0.1, started on enter and stopped on exit.
 
@@ -492,6 +509,7 @@ class LocalLLMServer:
             "--log-level",
             "warning",
         ]
+        _exit_cleanly_on_sigterm()
         started = time.monotonic()
         with open(self._log_path, "ab") as log:
             # A session of its own: stopping the server also stops anything it spawned.
