@@ -2,7 +2,9 @@
 
 Builds the offline reasoning tasks, indexes them into Chroma once per model, evaluates BM25 and each offline dense
 model through all three paths (direct, LlamaIndex, LangChain), checks that the framework paths agree with the
-direct reference, and writes ``report.md``, ``results.json`` and ``ndcg.png`` to the output folder.
+direct reference, then runs the question-answering agents of ``demos/`` (LlamaIndex and LangChain, local SmolLM2
+server) over the same collections with each retriever, and writes ``report.md``, ``results.json`` and ``ndcg.png``
+(plus ``agents/``) to the output folder.
 """
 
 from __future__ import annotations
@@ -21,13 +23,27 @@ from .evaluation.runner import BM25, VIAS, TaskResult, evaluate_bm25, evaluate_d
 from .models import ModelNotAvailableError
 
 DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
+AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25)
+"""The agent comparison's retrievers (those among the demo's models): the project's ReasonEmbed model against the two
+baselines."""
+DEFAULT_AGENT_QUESTIONS = 3
+"""Questions per agent x retriever in the demo (each costs two small-LLM calls; about 5 minutes on 2 busy cores)."""
 AGREEMENT_TOLERANCE = 0.002
 
 
 def run_demo(
-    output: Path, *, models: tuple[str, ...] = DEFAULT_MODELS, chroma: str | None = None, quiet: bool = False
+    output: Path,
+    *,
+    models: tuple[str, ...] = DEFAULT_MODELS,
+    chroma: str | None = None,
+    agent_questions: int = DEFAULT_AGENT_QUESTIONS,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo and return what was written to ``results.json``."""
+    """Run the demo and return what was written to ``results.json``.
+
+    ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``OPENAI_BASE_URL``
+    names one).
+    """
     from .encoder import ReasonEmbedEncoder
 
     started = time.perf_counter()
@@ -37,9 +53,10 @@ def run_demo(
     chroma = chroma or str(output / "chroma")
     results: list[TaskResult] = [evaluate_bm25(task) for task in tasks]
     skipped: dict[str, str] = {}
+    encoders: dict[str, Any] = {}
     for alias in models:
         try:
-            encoder = ReasonEmbedEncoder.from_pretrained(alias)
+            encoder = encoders[alias] = ReasonEmbedEncoder.from_pretrained(alias)
         except ModelNotAvailableError as error:
             skipped[alias] = str(error)
             continue
@@ -47,17 +64,30 @@ def run_demo(
             for via in VIAS:
                 results.append(evaluate_dense(task, encoder, via=via, chroma=chroma, show_progress=not quiet))
     agreement = _agreement(results)
+    agents = None
+    if agent_questions > 0:
+        from demos.compare import run_comparison
+
+        agents = run_comparison(
+            output / "agents",
+            limit=agent_questions,
+            retrievers=tuple(name for name in AGENT_RETRIEVERS if name == BM25 or name in models),
+            chroma=chroma,
+            encoders=encoders,
+            quiet=quiet,
+        )
     payload = {
         "tasks": {t.name: {"queries": len(t.queries), "documents": len(t.documents)} for t in tasks},
         "results": [{"task": r.task, "model": r.model, "via": r.via, **r.summary()} for r in results],
         "agreement": agreement,
         "skipped_models": skipped,
+        "agents": agents,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "seconds": round(time.perf_counter() - started, 1),
     }
     (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     _plot(results, output / "ndcg.png")
-    (output / "report.md").write_text(_report(results, payload))
+    (output / "report.md").write_text(_report(results, payload, output))
     return payload
 
 
@@ -97,7 +127,7 @@ def _plot(results: list[TaskResult], path: Path) -> None:
     plt.close(fig)
 
 
-def _report(results: list[TaskResult], payload: dict[str, Any]) -> str:
+def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) -> str:
     agreement = payload["agreement"]
     lines = [
         "# reasonembed-rag demo report",
@@ -123,6 +153,10 @@ def _report(results: list[TaskResult], payload: dict[str, Any]) -> str:
         f"{'agree' if agreement['ok'] else 'DISAGREE'}.",
         "",
     ]
+    if payload.get("agents"):
+        from demos.compare import markdown_section
+
+        lines += [markdown_section(payload["agents"], relative_to=output), ""]
     if payload["skipped_models"]:
         lines += ["## Models not evaluated", ""]
         lines += [f"- `{alias}`: {why}" for alias, why in payload["skipped_models"].items()]
@@ -132,7 +166,9 @@ def _report(results: list[TaskResult], payload: dict[str, Any]) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    payload = run_demo(output, models=tuple(args.models.split(",")), chroma=args.chroma)
+    payload = run_demo(
+        output, models=tuple(args.models.split(",")), chroma=args.chroma, agent_questions=args.agent_questions
+    )
     print((output / "report.md").read_text())
     print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'ndcg.png'}")
     return 0 if payload["agreement"]["ok"] else 1
@@ -148,4 +184,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--output", default="demo-output", help="report folder (default: ./demo-output)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated dense models")
     parser.add_argument("--chroma", default=None, help="Chroma folder or URL (default: OUTPUT/chroma)")
+    parser.add_argument(
+        "--agent-questions",
+        type=int,
+        default=DEFAULT_AGENT_QUESTIONS,
+        metavar="N",
+        help=f"CHAMP questions each agent answers with each retriever (default {DEFAULT_AGENT_QUESTIONS}; 0 skips the "
+        "agents). The LLM: OPENAI_BASE_URL / OPENAI_API_KEY / OPENAI_MODEL, else a local SmolLM2 server",
+    )
     parser.set_defaults(func=_demo)

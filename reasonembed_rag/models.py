@@ -132,6 +132,24 @@ def get_spec(name: str) -> ModelSpec | None:
     return REGISTRY.get(name) or _HUB_IDS.get(name.lower())
 
 
+def weights_fingerprint(source: str | os.PathLike[str] | None) -> str:
+    """A short hash of a local model's files (relative names, sizes, modification times); ``-`` when there is none.
+
+    It changes when a model is trained again under the same name or folder, so vectors and answers cached for the
+    old weights are not reused. Hub models keep ``-``: their name already pins what the Hub serves.
+    """
+    if source is None or not Path(source).exists():
+        return "-"
+    root = Path(source)
+    files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        name = path.relative_to(root) if root.is_dir() else path.name
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
 def cache_dir() -> Path:
     """Folder for converted models and other derived files (``$REASONEMBED_RAG_CACHE`` or ~/.cache)."""
     root = os.environ.get("REASONEMBED_RAG_CACHE") or os.path.join(

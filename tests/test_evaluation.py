@@ -224,20 +224,27 @@ def test_bright_cli_writes_contract_json(tmp_path, capsys):
     assert main(["bright", "--data", str(tmp_path / "missing"), "--model", "bm25"]) == 2
 
 
-@pytest.mark.slow
-def test_demo_writes_report(tmp_path):
-    from reasonembed_rag.demo import run_demo
+def test_retrained_model_in_the_same_folder_is_embedded_again(tmp_path):
+    """Cached document vectors belong to the weights, not the name: retraining into a folder must not reuse them."""
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+    from reasonembed_rag.evaluation.runner import collection_name
 
-    payload = run_demo(tmp_path, models=("minilm-l6", "reasonembed-smollm2-135m-missing"), quiet=True)
-    assert payload["agreement"]["ok"]
-    assert {(r["model"], r["via"]) for r in payload["results"]} == {
-        ("bm25", "direct"),
-        ("minilm-l6", "direct"),
-        ("minilm-l6", "llamaindex"),
-        ("minilm-l6", "langchain"),
-    }
-    assert "reasonembed-smollm2-135m-missing" in payload["skipped_models"]
-    report = (tmp_path / "report.md").read_text()
-    assert "| champ_concepts | minilm-l6 | llamaindex |" in report
-    assert (tmp_path / "ndcg.png").stat().st_size > 5000
-    assert json.loads((tmp_path / "results.json").read_text())["tasks"]["champ_concepts"]["documents"] == 89
+    from .tiny_models import build_tiny_decoder
+
+    root = _write_task(tmp_path / "data", "tiny_math", TINY_EXAMPLES, TINY_DOCS)
+    task = load_folder_task(root, "tiny_math")
+    folder = build_tiny_decoder(tmp_path / "model", seed=0)
+    chroma = str(tmp_path / "chroma")
+    first = ReasonEmbedEncoder.from_pretrained(str(folder), device="cpu")
+    before = evaluate_dense(task, first, chroma=chroma)
+    assert before.documents_embedded == len(TINY_DOCS)
+    assert evaluate_dense(task, first, chroma=chroma).documents_embedded == 0  # same weights: cached
+    old_name = collection_name(task, first)
+
+    build_tiny_decoder(folder, seed=1)  # "trained again" into the same folder
+    second = ReasonEmbedEncoder.from_pretrained(str(folder), device="cpu")
+    assert second.name == first.name
+    assert collection_name(task, second) != old_name
+    after = evaluate_dense(task, second, chroma=chroma)
+    assert after.documents_embedded == len(TINY_DOCS)
+    assert after.run != before.run

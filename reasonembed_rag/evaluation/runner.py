@@ -51,8 +51,16 @@ class TaskResult:
         }
 
 
-def collection_name(task: RetrievalTask, model_name: str) -> str:
-    """A Chroma collection name tied to this exact corpus and model (a changed corpus gets a new collection)."""
+def collection_name(task: RetrievalTask, model: Any) -> str:
+    """A Chroma collection name tied to this exact corpus and model (a changed corpus gets a new collection).
+
+    ``model`` is an encoder (its name plus a fingerprint of its local weight files, so a model trained again under
+    the same name or folder gets a new collection instead of the old vectors) or just a model name.
+    """
+    from ..models import weights_fingerprint
+
+    model_name = model if isinstance(model, str) else model.name
+    identity = model_name if isinstance(model, str) else f"{model_name}@{weights_fingerprint(model.source)}"
     digest = hashlib.sha256()
     for doc_id, content in sorted(task.documents.items()):
         digest.update(doc_id.encode())
@@ -60,7 +68,7 @@ def collection_name(task: RetrievalTask, model_name: str) -> str:
         digest.update(content.encode())
         digest.update(b"\1")
     model = re.sub(r"[^a-zA-Z0-9._-]+", "-", model_name.rsplit("/", 2)[-1] if "/" in model_name else model_name)
-    model_key = hashlib.sha256(model_name.encode()).hexdigest()[:6]
+    model_key = hashlib.sha256(identity.encode()).hexdigest()[:6]
     task_part = re.sub(r"[^a-zA-Z0-9._-]+", "-", task.name)
     return f"{task_part[:60]}-{digest.hexdigest()[:10]}-{model.strip('-._')[:60]}-{model_key}"
 
@@ -155,14 +163,20 @@ def evaluate_dense(
     chroma: Any = None,
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
+    collection: str | None = None,
 ) -> TaskResult:
-    """Index the task's corpus (once) and run its queries through ``via``."""
+    """Index the task's corpus (once) and run its queries through ``via``.
+
+    ``collection`` overrides the collection searched (default: the one cached for this corpus and model); the
+    robustness suite points it at a poisoned copy.
+    """
     from ..store import ChromaStore
 
     if via not in VIAS:
         raise ValueError(f"Unknown via {via!r}. Accepted values: {', '.join(VIAS)}.")
     started = time.perf_counter()
-    store = ChromaStore(collection_name(task, encoder.name), encoder, chroma=chroma, instruction=task.instruction)
+    name = collection or collection_name(task, encoder)
+    store = ChromaStore(name, encoder, chroma=chroma, instruction=task.instruction)
     report = store.add_documents(task.documents.items(), show_progress=show_progress, total=len(task.documents))
     k = depth(task, store.count(), keep)
     texts = [q.text for q in task.queries]
