@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import demo, store_cli
     from .evaluation import cli as evaluation_cli
+    from .robustness import cli as robustness_cli
 
-    for module in (store_cli, evaluation_cli, demo):
+    for module in (store_cli, evaluation_cli, robustness_cli, demo):
         module.register(commands)
     return parser
 

@@ -2,9 +2,10 @@
 
 Builds the offline reasoning tasks, indexes them into Chroma once per model, evaluates BM25 and each offline dense
 model through all three paths (direct, LlamaIndex, LangChain), checks that the framework paths agree with the
-direct reference, then runs the question-answering agents of ``demos/`` (LlamaIndex and LangChain, local SmolLM2
-server) over the same collections with each retriever, and writes ``report.md``, ``results.json`` and ``ndcg.png``
-(plus ``agents/``) to the output folder.
+direct reference, runs the robustness suite on a small budget (query perturbations, query-copy and HotFlip
+poisoning of a scratch copy of each collection), then the question-answering agents of ``demos/`` (LlamaIndex and
+LangChain, local SmolLM2 server) over the same collections with each retriever, and writes ``report.md``,
+``results.json``, ``ndcg.png``, ``robustness.png`` and ``agents/`` to the output folder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
 AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25)
 """The agent comparison's retrievers (those among the demo's models): the project's ReasonEmbed model against the two
 baselines."""
+ROBUSTNESS_MODELS = (BM25, "minilm-l6", "reasonembed-smollm2-135m")
+"""The robustness summary's models (those among the demo's): lexical, encoder-only and LLM-based."""
 DEFAULT_AGENT_QUESTIONS = 3
 """Questions per agent x retriever in the demo (each costs two small-LLM calls; about 5 minutes on 2 busy cores)."""
 AGREEMENT_TOLERANCE = 0.002
@@ -37,12 +40,13 @@ def run_demo(
     models: tuple[str, ...] = DEFAULT_MODELS,
     chroma: str | None = None,
     agent_questions: int = DEFAULT_AGENT_QUESTIONS,
+    robustness: bool = True,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the demo and return what was written to ``results.json``.
 
     ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``OPENAI_BASE_URL``
-    names one).
+    names one); ``robustness=False`` skips the robustness summary.
     """
     from .encoder import ReasonEmbedEncoder
 
@@ -64,6 +68,13 @@ def run_demo(
             for via in VIAS:
                 results.append(evaluate_dense(task, encoder, via=via, chroma=chroma, show_progress=not quiet))
     agreement = _agreement(results)
+    robust = None
+    if robustness:
+        from .robustness import QUICK, plot, run_robustness
+
+        chosen = [BM25 if name == BM25 else encoders[name] for name in ROBUSTNESS_MODELS if name in (BM25, *encoders)]
+        robust = run_robustness(tasks, chosen, chroma=chroma, show_progress=not quiet, **QUICK)
+        plot(robust, output / "robustness.png")
     agents = None
     if agent_questions > 0:
         from demos.compare import run_comparison
@@ -81,6 +92,7 @@ def run_demo(
         "results": [{"task": r.task, "model": r.model, "via": r.via, **r.summary()} for r in results],
         "agreement": agreement,
         "skipped_models": skipped,
+        "robustness": robust,
         "agents": agents,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "seconds": round(time.perf_counter() - started, 1),
@@ -153,6 +165,10 @@ def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) ->
         f"{'agree' if agreement['ok'] else 'DISAGREE'}.",
         "",
     ]
+    if payload.get("robustness"):
+        from .robustness import markdown_section as robustness_section
+
+        lines += [robustness_section(payload["robustness"], plot_path="robustness.png"), ""]
     if payload.get("agents"):
         from demos.compare import markdown_section
 
@@ -167,7 +183,11 @@ def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) ->
 def _demo(args: argparse.Namespace) -> int:
     output = Path(args.output)
     payload = run_demo(
-        output, models=tuple(args.models.split(",")), chroma=args.chroma, agent_questions=args.agent_questions
+        output,
+        models=tuple(args.models.split(",")),
+        chroma=args.chroma,
+        agent_questions=args.agent_questions,
+        robustness=not args.no_robustness,
     )
     print((output / "report.md").read_text())
     print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'ndcg.png'}")
@@ -184,6 +204,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--output", default="demo-output", help="report folder (default: ./demo-output)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated dense models")
     parser.add_argument("--chroma", default=None, help="Chroma folder or URL (default: OUTPUT/chroma)")
+    parser.add_argument(
+        "--no-robustness", action="store_true", help="skip the robustness summary (perturbations and poisoning)"
+    )
     parser.add_argument(
         "--agent-questions",
         type=int,

@@ -700,8 +700,8 @@ def test_comparison_with_the_real_local_llm(local_llm, tmp_path):
 
 @pytest.mark.slow
 def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, tmp_path):
-    """`reasonembed-rag demo`: both frameworks agree with direct search, and the agent comparison (its LLM taken
-    from OPENAI_* like a user's endpoint) lands in the same report."""
+    """`reasonembed-rag demo`: both frameworks agree with direct search; the robustness summary and the agent
+    comparison (its LLM taken from OPENAI_* like a user's endpoint) land in the same report."""
     from reasonembed_rag.demo import run_demo
 
     endpoint = endpoint_factory(comparison_reply(champ_gold_answers(1)))
@@ -729,4 +729,8 @@ def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, t
     assert "| llamaindex | minilm-l6 |" in report and "(agents/agents.png)" in report
     assert (tmp_path / "ndcg.png").stat().st_size > 5000
     assert (tmp_path / "agents" / "agents.png").exists()
+    robustness = payload["robustness"]
+    assert set(robustness["models"]) == {"bm25", "minilm-l6"}
+    assert "## Robustness: query perturbations and corpus poisoning" in report and "(robustness.png)" in report
+    assert (tmp_path / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "results.json").read_text())["tasks"]["champ_concepts"]["documents"] == 89

@@ -1,0 +1,142 @@
+"""``reasonembed-rag robustness``: query perturbations and corpus poisoning for any retriever, through the same
+data sources and retrieval paths as ``reasonembed-rag bright``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .perturb import DEFAULT_RATE, FAMILIES
+from .poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipSettings
+from .runner import DEFAULT_SEEDS, markdown_section, plot, run_robustness
+
+
+@contextlib.contextmanager
+def _llm(args: argparse.Namespace) -> Iterator[Any]:
+    """The LLM config for paraphrases: a local transformers serve (--llm-local), flags / OPENAI_*, or None."""
+    from .paraphrase import llm_config
+
+    sampling = {"temperature": args.llm_temperature, "top_p": 0.9, "concurrency": args.llm_concurrency}
+    if "paraphrase" not in [f.strip() for f in args.families.split(",")]:
+        yield None
+    elif args.llm_local:
+        from training.llm import LocalLLMServer
+
+        with LocalLLMServer(threads=1) as server:
+            yield server.config(**sampling)
+    else:
+        yield llm_config(base_url=args.llm_base_url, api_key=args.llm_api_key, model=args.llm_model, **sampling)
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    from ..evaluation.cli import load_tasks
+    from ..evaluation.runner import BM25
+    from .runner import RobustnessSettings
+
+    hotflip = HotFlipSettings(args.hotflip_steps, args.hotflip_candidates, args.hotflip_tokens, args.hotflip_start)
+    settings = RobustnessSettings(  # checked before anything is loaded, so a bad flag fails at once
+        families=args.families,
+        rate=args.rate,
+        seeds=args.seeds,
+        poison_sizes=[] if args.poison_sizes.lower() in ("", "0", "none") else args.poison_sizes,
+        attacks=args.attacks,
+        hotflip=hotflip,
+        max_queries=args.max_queries,
+    )
+    tasks = load_tasks(
+        args.data, [t.strip() for t in args.tasks.split(",")] if args.tasks else None, instruction=args.instruction
+    )
+    if args.model.lower() == BM25:
+        model: Any = BM25
+    else:
+        from ..cli import load_encoder
+
+        model = load_encoder(args)
+    with _llm(args) as llm:
+        payload = run_robustness(
+            tasks,
+            [model],
+            via=args.via,
+            chroma=args.chroma,
+            families=settings.families,
+            rate=settings.rate,
+            seeds=settings.seeds,
+            poison_sizes=settings.poison_sizes,
+            attacks=settings.attacks,
+            hotflip=settings.hotflip,
+            max_queries=settings.max_queries,
+            llm=llm,
+            show_progress=True,
+        )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    picture = plot(payload, output.with_suffix(".png"))
+    report = markdown_section(payload, heading="#", plot_path=picture.name)
+    output.with_suffix(".md").write_text(report)
+    print(report)
+    print(f"results written to {output}, {output.with_suffix('.md')} and {picture}")
+    return 0
+
+
+def register(commands: Any) -> None:
+    from ..cli import add_model_arguments
+    from ..evaluation.cli import OFFLINE
+    from ..evaluation.runner import VIAS
+
+    parser = commands.add_parser(
+        "robustness",
+        help="query perturbations and corpus poisoning for a model (or bm25)",
+        description="Measure how a retriever holds up when queries are perturbed (misspelling, word-order shuffle, "
+        "WordNet synonym swap, word and stopword removal, LLM paraphrase) and when adversarial passages are "
+        "injected into its corpus (query-copy and HotFlip attacks; ASR@5/10/20/50). Scored like `bright`; "
+        "passages go into a scratch copy of the collection, never the original. Writes JSON, Markdown and a plot.",
+    )
+    parser.add_argument(
+        "--data", default=OFFLINE, help="'offline' (default), a BRIGHT-layout folder, or xlangai/BRIGHT"
+    )
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all in --data)")
+    add_model_arguments(parser, default="minilm-l6")
+    parser.add_argument("--via", choices=VIAS, default="direct", help="retrieval path (default: direct)")
+    parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: user data dir)")
+    parser.add_argument("--instruction", default=None, help="override the per-task query instruction")
+    parser.add_argument("--output", default="robustness.json", help="JSON path; .md and .png go beside it")
+    parser.add_argument(
+        "--families", default=",".join(FAMILIES), help=f"perturbation families (default: all: {','.join(FAMILIES)})"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE, help=f"share of words changed, 0-1 (default {DEFAULT_RATE})"
+    )
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per family (default {DEFAULT_SEEDS})")
+    parser.add_argument(
+        "--poison-sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="numbers of injected passages, comma-separated (default 10,50; 'none' to skip poisoning)",
+    )
+    parser.add_argument(
+        "--attacks", default=",".join(ATTACKS), help=f"poisoning attacks (default {','.join(ATTACKS)})"
+    )
+    defaults = HotFlipSettings()
+    parser.add_argument("--hotflip-steps", type=int, default=defaults.steps, help="flips tried per passage")
+    parser.add_argument("--hotflip-candidates", type=int, default=defaults.candidates, help="tokens scored per flip")
+    parser.add_argument("--hotflip-tokens", type=int, default=defaults.tokens, help="adversarial passage length")
+    parser.add_argument(
+        "--hotflip-start",
+        choices=HOTFLIP_STARTS,
+        default=defaults.start,
+        help="start from the query-copy passage (default) or from random tokens",
+    )
+    parser.add_argument("--max-queries", type=int, default=None, help="seeded sample of queries per task")
+    parser.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint for paraphrases")
+    parser.add_argument("--llm-api-key", default=None, help="its API key (default OPENAI_API_KEY)")
+    parser.add_argument("--llm-model", default=None, help="its model name (default OPENAI_MODEL)")
+    parser.add_argument(
+        "--llm-local", action="store_true", help="paraphrase with a local transformers serve of SmolLM2-135M-Instruct"
+    )
+    parser.add_argument("--llm-temperature", type=float, default=0.7, help="paraphrase sampling temperature")
+    parser.add_argument("--llm-concurrency", type=int, default=2, help="paraphrase requests in flight")
+    parser.set_defaults(func=_robustness)
