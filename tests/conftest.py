@@ -92,3 +92,16 @@ def champ_index(tmp_path_factory, shared_minilm, champ, champ_exact):
     documents = ({"id": i, "content": t} for i, t in zip(champ.ids, champ.texts, strict=True))
     report = store.add_documents(documents, show_progress=False)
     return IndexedCorpus(store=store, path=path, report=report)
+
+
+@pytest.fixture(scope="session")
+def local_server():
+    """The REAL offline LLM for every test that needs one: a ``transformers serve`` of SmolLM2-135M-Instruct on
+    127.0.0.1 (one thread), started once per test session and stopped at its end."""
+    pytest.importorskip("fastapi")
+    from training.llm import LocalLLMServer
+
+    server = LocalLLMServer(threads=1)
+    with server:
+        yield server
+    assert not server.running

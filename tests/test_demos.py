@@ -627,29 +627,18 @@ def test_comparison_cli_arguments_and_errors(tmp_path):
 # ----------------------------------------------------------------------------------------------- the real local LLM
 
 
-@pytest.fixture(scope="module")
-def local_llm():
-    pytest.importorskip("fastapi")
-    from training.llm import LocalLLMServer
-
-    server = LocalLLMServer(threads=1)
-    with server:
-        yield server
-    assert not server.running
-
-
 REAL_SETTINGS = {"rewrite_tokens": 16, "answer_tokens": 32}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["llamaindex", "langchain"])
-def test_each_agent_answers_end_to_end_with_the_real_local_llm(framework, local_llm, shared_minilm, tmp_path):
+def test_each_agent_answers_end_to_end_with_the_real_local_server(framework, local_server, shared_minilm, tmp_path):
     """Auto mode picks the loop for SmolLM2 (it cannot call tools); the retriever is called, its documents reach the
     model, and the injected document in the collection neither reaches the model as an instruction nor yields 42."""
     from demos.llm import langchain_chat_model, llama_index_llm, resolve_mode
     from reasonembed_rag.store import ChromaStore
 
-    config = local_llm.config(max_retries=1)
+    config = local_server.config(max_retries=1)
     mode, why = resolve_mode("auto", config)
     assert mode == "loop", why
     store = ChromaStore("demo-real", shared_minilm, chroma=tmp_path, instruction=INSTRUCTION)
@@ -676,7 +665,7 @@ def test_each_agent_answers_end_to_end_with_the_real_local_llm(framework, local_
 
 
 @pytest.mark.slow
-def test_comparison_with_the_real_local_llm(local_llm, tmp_path):
+def test_comparison_with_the_real_local_server(local_server, tmp_path):
     from demos.compare import run_comparison
     from demos.core import AgentSettings
 
@@ -684,7 +673,7 @@ def test_comparison_with_the_real_local_llm(local_llm, tmp_path):
         "limit": 2,
         "retrievers": ("bm25",),
         "agents": ("langchain",),
-        "llm": local_llm.config(max_retries=1),
+        "llm": local_server.config(max_retries=1),
         "settings": AgentSettings(**REAL_SETTINGS),
         "quiet": True,
     }

@@ -22,17 +22,6 @@ DISTRACTORS = {
 }
 
 
-@pytest.fixture(scope="module")
-def local_server():
-    pytest.importorskip("fastapi")
-    from training.llm import LocalLLMServer
-
-    server = LocalLLMServer(threads=1)
-    with server:
-        yield server
-    assert not server.running
-
-
 def test_local_server_answers_chat_completions_offline(local_server):
     from training.llm import LLMClient
 

@@ -16,15 +16,6 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def local_server():
-    pytest.importorskip("fastapi")
-    from training.llm import LocalLLMServer
-
-    with LocalLLMServer(threads=1) as server:
-        yield server
-
-
 def test_paraphrase_family_through_a_real_local_llm(local_server, monkeypatch):
     from reasonembed_rag.robustness.paraphrase import llm_config
     from reasonembed_rag.robustness.runner import RobustnessSettings, build_variants, run_robustness
