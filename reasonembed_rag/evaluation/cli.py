@@ -84,7 +84,7 @@ def format_table(results: list[TaskResult], *, title: str | None = None) -> str:
             f"{'' if reference is None else f'{reference:.1f}'} | {100 * r.metrics['recall@10']:.1f} | "
             f"{100 * r.metrics['recall@100']:.1f} | {r.queries} | {r.seconds:.1f} |"
         )
-    if len(results) > 1:
+    if len(results) > 1 and len({(r.model, r.via) for r in results}) == 1:  # a task mean, never across models
         mean = {n: sum(r.metrics[n] for r in results) / len(results) for n in ("ndcg@10", "recall@10", "recall@100")}
         lines.append(
             f"| **mean** | | | {100 * mean['ndcg@10']:.1f} | | {100 * mean['recall@10']:.1f} | "
