@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -596,7 +597,9 @@ def _load_adapter(
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
-    merged = PeftModel.from_pretrained(base_model, path).merge_and_unload()
+    with warnings.catch_warnings():  # peft reads a property transformers deprecated: noise for our users
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        merged = PeftModel.from_pretrained(base_model, path).merge_and_unload()
     return merged, tokenizer
 
 
