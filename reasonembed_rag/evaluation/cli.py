@@ -93,20 +93,46 @@ def format_table(results: list[TaskResult], *, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def task_names(args: argparse.Namespace) -> list[str] | None:
+    """``--tasks`` as a list (None: every task in ``--data``)."""
+    return [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """``--model``: the string ``bm25`` for the lexical baseline, else the loaded encoder."""
+    if args.model.lower() == BM25:
+        return BM25
+    from ..cli import load_encoder
+
+    return load_encoder(args)
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, model and retrieval-path flags shared by ``bright`` and ``robustness``."""
+    from ..cli import add_model_arguments
+
+    parser.add_argument(
+        "--data",
+        default=OFFLINE,
+        help="'offline' (the packaged offline tasks, default), a BRIGHT-layout folder, or a Hub dataset id "
+        "such as xlangai/BRIGHT",
+    )
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all in --data)")
+    add_model_arguments(parser, default="minilm-l6")
+    parser.add_argument("--via", choices=VIAS, default="direct", help="retrieval path (default: direct)")
+    parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: user data dir)")
+    parser.add_argument("--instruction", default=None, help="override the per-task query instruction")
+
+
 def _bright(args: argparse.Namespace) -> int:
     tasks = load_tasks(
         args.data,
-        [t.strip() for t in args.tasks.split(",")] if args.tasks else None,
+        task_names(args),
         long=args.long,
         reasoning_queries=args.reasoning_queries,
         instruction=args.instruction,
     )
-    if args.model.lower() == BM25:
-        model: Any = BM25
-    else:
-        from ..cli import load_encoder
-
-        model = load_encoder(args)
+    model = load_model(args)
     results = evaluate(tasks, model, via=args.via, chroma=args.chroma, keep=args.keep, show_progress=True)
     name = BM25 if model == BM25 else model.name
     payload = results_json(results, model=name, via="direct" if model == BM25 else args.via)
@@ -119,8 +145,6 @@ def _bright(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    from ..cli import add_model_arguments
-
     parser = commands.add_parser(
         "bright",
         help="evaluate on BRIGHT (or a BRIGHT-layout folder) through a retrieval path",
@@ -128,19 +152,9 @@ def register(commands: Any) -> None:
         "dropped before ranking, top 1000 kept, pytrec_eval nDCG@10 / recall@10 / recall@100, macro-averaged. "
         "Document vectors are cached in Chroma, so a second run embeds no document.",
     )
-    parser.add_argument(
-        "--data",
-        default=OFFLINE,
-        help="'offline' (the packaged offline tasks, default), a BRIGHT-layout folder, or a Hub dataset id "
-        "such as xlangai/BRIGHT",
-    )
-    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all in --data)")
-    add_model_arguments(parser, default="minilm-l6")
-    parser.add_argument("--via", choices=VIAS, default="direct", help="retrieval path (default: direct)")
-    parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: user data dir)")
+    add_task_arguments(parser)
     parser.add_argument("--long", action="store_true", help="long-document setting (gold_ids_long)")
     parser.add_argument("--reasoning-queries", default=None, help="e.g. gpt4_reason: use reasoning-expanded queries")
-    parser.add_argument("--instruction", default=None, help="override the per-task query instruction")
     parser.add_argument("--keep", type=int, default=KEEP_TOP, help=f"hits kept per query (default {KEEP_TOP})")
     parser.add_argument("--output", default=None, help="write results JSON here")
     parser.set_defaults(func=_bright)

@@ -33,8 +33,7 @@ def _llm(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from ..evaluation.cli import load_tasks
-    from ..evaluation.runner import BM25
+    from ..evaluation.cli import load_model, load_tasks, task_names
     from .runner import RobustnessSettings
 
     hotflip = HotFlipSettings(args.hotflip_steps, args.hotflip_candidates, args.hotflip_tokens, args.hotflip_start)
@@ -47,15 +46,8 @@ def _robustness(args: argparse.Namespace) -> int:
         hotflip=hotflip,
         max_queries=args.max_queries,
     )
-    tasks = load_tasks(
-        args.data, [t.strip() for t in args.tasks.split(",")] if args.tasks else None, instruction=args.instruction
-    )
-    if args.model.lower() == BM25:
-        model: Any = BM25
-    else:
-        from ..cli import load_encoder
-
-        model = load_encoder(args)
+    tasks = load_tasks(args.data, task_names(args), instruction=args.instruction)
+    model = load_model(args)
     with _llm(args) as llm:
         payload = run_robustness(
             tasks,
@@ -84,9 +76,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    from ..cli import add_model_arguments
-    from ..evaluation.cli import OFFLINE
-    from ..evaluation.runner import VIAS
+    from ..evaluation.cli import add_task_arguments
 
     parser = commands.add_parser(
         "robustness",
@@ -96,14 +86,7 @@ def register(commands: Any) -> None:
         "injected into its corpus (query-copy and HotFlip attacks; ASR@5/10/20/50). Scored like `bright`; "
         "passages go into a scratch copy of the collection, never the original. Writes JSON, Markdown and a plot.",
     )
-    parser.add_argument(
-        "--data", default=OFFLINE, help="'offline' (default), a BRIGHT-layout folder, or xlangai/BRIGHT"
-    )
-    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all in --data)")
-    add_model_arguments(parser, default="minilm-l6")
-    parser.add_argument("--via", choices=VIAS, default="direct", help="retrieval path (default: direct)")
-    parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: user data dir)")
-    parser.add_argument("--instruction", default=None, help="override the per-task query instruction")
+    add_task_arguments(parser)
     parser.add_argument("--output", default="robustness.json", help="JSON path; .md and .png go beside it")
     parser.add_argument(
         "--families", default=",".join(FAMILIES), help=f"perturbation families (default: all: {','.join(FAMILIES)})"
