@@ -4,7 +4,7 @@
 #   bash scripts/train_shipped_model.sh            # every step; each one resumes where a killed run stopped
 #   STEPS="train eval" bash scripts/train_shipped_model.sh
 #
-# Runs on CPU (about 1-2 h per model on 2 cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
+# Runs on CPU (synthesis ~30 min, each model ~15-30 min on 2 busy cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
 # offline CHAMP task's TRAIN side only; evaluation is on its TEST side (`reasonembed-rag bright --data offline`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +29,8 @@ COMMON=(--data "$DATA/train" --model smollm2-135m --lora-rank 32 --lora-alpha 64
 if [[ " $STEPS " == *" train "* ]]; then
   # The two runs share data, batches and steps; only the loss differs. Run side by side, one thread each.
   mkdir -p outputs
-  train() {  # LOSS OUTPUT NAME: resumes from the newest checkpoint when there is one
-    local resume=()
+  train() {  # LOSS OUTPUT NAME: resumes from the newest checkpoint, else replaces the folder (git restores it)
+    local resume=(--overwrite)
     compgen -G "outputs/checkpoints/$1/checkpoint-*" > /dev/null && resume=(--resume)
     OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" train "${COMMON[@]}" --loss "$1" "${resume[@]}" \
       --output "$2" --checkpoint-dir "outputs/checkpoints/$1" --name "$3" > "outputs/train-$1.log" 2>&1
