@@ -149,6 +149,7 @@ def test_help_lists_the_paper_recipe_options(capsys):
         "--passage-max-length",
         "--temperature",
         "--redapter-warmup-steps",
+        "--mask-false-negatives",
         "--gradient-checkpointing",
         "--bf16",
         "--seed",

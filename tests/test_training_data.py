@@ -196,3 +196,22 @@ def test_a_task_smaller_than_a_batch_still_trains(tmp_path):
     planner = BatchPlanner(load_training_data(tmp_path), batch_size=8, group_size=2)
     assert planner.steps_per_epoch == 1
     assert len(next(planner.batches(0))[1].queries) == 2
+
+
+def test_false_negatives_are_other_positives_of_the_query_found_in_the_batch(tmp_path):
+    """Rows sharing a positive text: each copy that is not the row's own target is marked for its query."""
+    shared = "rule of product"
+    rows = [_row(i, pos=[shared, f"own {i}"], neg=[f"negative {i}"]) for i in range(4)]
+    _write(tmp_path / "t.jsonl", rows)
+    data = load_training_data(tmp_path)
+    plain = next(BatchPlanner(data, batch_size=4, group_size=2, seed=3).batches(0))[1]
+    assert plain.false_negatives == ()
+    batch = next(BatchPlanner(data, batch_size=4, group_size=2, seed=3, mask_false_negatives=True).batches(0))[1]
+    assert batch.passages == plain.passages
+    expected = set()
+    for row, query in enumerate(batch.queries):
+        own = {shared, f"own {query.rsplit(' ', 1)[-1]}"}
+        expected |= {(row, col) for col, text in enumerate(batch.passages) if text in own and col != row * 2}
+    assert set(batch.false_negatives) == expected
+    assert any(batch.passages[col] == shared for _, col in expected)  # the shared concept drawn by another row
+    assert all(col != row * 2 for row, col in batch.false_negatives)

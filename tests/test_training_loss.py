@@ -181,3 +181,19 @@ def test_distributed_loss_gathers_other_ranks_and_matches_one_process(tmp_path):
         torch.testing.assert_close(result["w"], single.weights)
         torch.testing.assert_close(result["q"], q.grad[rank * 2 : (rank + 1) * 2], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(result["p"], p.grad[rank * 6 : (rank + 1) * 6], rtol=1e-4, atol=1e-6)
+
+
+def test_false_negatives_leave_the_softmax_and_nothing_else_changes():
+    """A masked (query, passage) pair is dropped from that query's softmax only; the target can't be masked."""
+    tau = 0.5
+    masked = per_sample_info_nce(_t(Q), _t(P), group_size=2, temperature=tau, false_negatives=[(0, 2)])
+    scores = [_cos(Q[0], p) / tau for k, p in enumerate(P) if k != 2]
+    expected0 = math.log(sum(math.exp(s) for s in scores)) - _cos(Q[0], P[0]) / tau
+    full = _hand_losses(Q, P, 2, tau)
+    torch.testing.assert_close(masked, torch.tensor([expected0, full[1]]), rtol=1e-5, atol=1e-5)
+    assert masked[0] < full[0]
+    redapter = RedapterLoss(temperature=tau, warmup_steps=0)
+    both = redapter(_t(Q), _t(P), group_size=2, reasoning_queries=_t(R), step=0, false_negatives=[(0, 2)])
+    torch.testing.assert_close(both.per_sample, masked)
+    with pytest.raises(ValueError, match="own target"):
+        per_sample_info_nce(_t(Q), _t(P), group_size=2, temperature=tau, false_negatives=[(1, 2)])

@@ -268,3 +268,37 @@ def test_two_ranks_train_like_one_process_with_the_whole_batch(tmp_path, tiny_qw
     assert ReasonEmbedEncoder.from_pretrained(str(tmp_path / "ranks"), device="cpu").encode(TEXTS).shape[0] == len(
         TEXTS
     )
+
+
+def test_masking_false_negatives_reaches_the_loss_of_a_real_run(tmp_path, tiny_qwen3):
+    """Rows sharing a positive: with the mask, the first step's loss is lower (a copy of the target left the
+    softmax); without it, the copy counts as a negative."""
+    rows = [
+        {
+            "prompt": "Given a question, retrieve the theorem.",
+            "query": f"question {i}",
+            "reasoning_query": f"question {i} needs the shared theorem",
+            "pos": ["the shared theorem"],
+            "neg": [f"unrelated passage {i}"],
+        }
+        for i in range(4)
+    ]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    losses = {}
+    for mask in (False, True):
+        trainer = Trainer(
+            make_args(
+                tiny_qwen3,
+                tmp_path / "data",
+                tmp_path / f"out{mask}",
+                batch_size=4,
+                group_size=2,
+                max_steps=1,
+                temperature=1.0,
+                mask_false_negatives=mask,
+            )
+        )
+        losses[mask] = trainer.train_step().loss
+    # At tau = 1 every cosine is in [-1, 1], so leaving 3 copies of the target out lowers the loss by > 0.09.
+    assert losses[True] < losses[False] - 0.09

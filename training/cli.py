@@ -105,6 +105,11 @@ def register_train(subparsers: Any) -> None:
         default=defaults.redapter_warmup_steps,
         help="optimiser steps of plain InfoNCE before Redapter weighting starts",
     )
+    optimisation.add_argument(
+        "--mask-false-negatives",
+        action="store_true",
+        help="leave a query's other positives out of its negatives when the batch holds them (small corpora)",
+    )
     optimisation.add_argument("--seed", type=int, default=defaults.seed)
 
     running = parser.add_argument_group("running")

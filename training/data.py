@@ -296,6 +296,10 @@ class Batch:
     passages: list[str]
     """``len(queries) * group_size`` passages: per query its positive first, then its hard negatives."""
     group_size: int
+    false_negatives: tuple[tuple[int, int], ...] = ()
+    """``(query, passage)`` index pairs of the GLOBAL batch (all ranks, in rank order) where the passage is one of
+    the query's own positives but not its target: a passage that is not a negative. Empty unless the planner masks
+    false negatives."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,9 @@ class BatchPlanner:
         query_format: How queries are formatted (the trained model's query format).
         skip_malformed: Drop (and count) rows that have no hard negative when the group needs some, instead of
             raising.
+        mask_false_negatives: Mark, in each batch, the passages that are one of a query's own positives (the same
+            text as another of its ``pos``, e.g. a shared concept drawn for another query) so the loss does not
+            count them as negatives. Matters for small corpora, where such repeats are common.
 
     Raises:
         TrainingDataError: a row has no hard negative for a group size above 1 (without ``skip_malformed``).
@@ -335,6 +342,7 @@ class BatchPlanner:
         world_size: int = 1,
         query_format: str = INSTRUCT_QUERY_FORMAT,
         skip_malformed: bool = False,
+        mask_false_negatives: bool = False,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("group_size", group_size), ("world_size", world_size)):
             if value is not None and value < 1:
@@ -343,6 +351,7 @@ class BatchPlanner:
         self.seed = seed
         self.world_size = world_size
         self.query_format = query_format
+        self.mask_false_negatives = mask_false_negatives
         self.settings: list[tuple[int, int]] = [
             (batch_size or task.batch_size or default_batch_size, group_size or task.group_size or default_group_size)
             for task in data.tasks
@@ -409,19 +418,40 @@ class BatchPlanner:
         passages: list[str] = []
         for position in positions:
             sample = task.samples[planned.sample_indices[position]]
-            # Seeded per row of the global batch, so every rank (and a resumed run) draws the same group.
-            rng = random.Random(f"group:{self.seed}:{epoch}:{index}:{position}")
             queries.append(format_query(sample.query, sample.prompt, self.query_format))
             if sample.reasoning_query is not None:
                 reasoning.append(format_query(sample.reasoning_query, sample.prompt, self.query_format))
-            passages.extend(sample_group(sample, group_size, rng))
+            passages.extend(self._group(sample, group_size, epoch, index, position))
         return Batch(
             task=task.name,
             queries=queries,
             reasoning_queries=reasoning if len(reasoning) == len(queries) else None,
             passages=passages,
             group_size=group_size,
+            false_negatives=self._false_negatives(epoch, index, planned) if self.mask_false_negatives else (),
         )
+
+    def _group(self, sample: TrainingSample, group_size: int, epoch: int, index: int, position: int) -> list[str]:
+        # Seeded per row of the global batch, so every rank (and a resumed run) draws the same group.
+        rng = random.Random(f"group:{self.seed}:{epoch}:{index}:{position}")
+        return sample_group(sample, group_size, rng)
+
+    def _false_negatives(self, epoch: int, index: int, planned: _PlannedBatch) -> tuple[tuple[int, int], ...]:
+        """Pairs (query, passage) of the global batch where the passage is another of the query's positives."""
+        task = self.data.tasks[planned.task_index]
+        group_size = self.settings[planned.task_index][1]
+        samples = [task.samples[i] for i in planned.sample_indices]
+        passages = [
+            text
+            for position, sample in enumerate(samples)
+            for text in self._group(sample, group_size, epoch, index, position)
+        ]
+        pairs: list[tuple[int, int]] = []
+        for row, sample in enumerate(samples):
+            positives = set(sample.pos)
+            target = row * group_size
+            pairs.extend((row, col) for col, text in enumerate(passages) if col != target and text in positives)
+        return tuple(pairs)
 
 
 def sample_group(sample: TrainingSample, group_size: int, rng: random.Random) -> list[str]:

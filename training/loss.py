@@ -21,6 +21,7 @@ own rows; summing the ranks' gradients (all-reduce SUM) gives the gradient of th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,12 @@ def gather_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_info_nce(
-    queries: torch.Tensor, passages: torch.Tensor, *, group_size: int, temperature: float = DEFAULT_TEMPERATURE
+    queries: torch.Tensor,
+    passages: torch.Tensor,
+    *,
+    group_size: int,
+    temperature: float = DEFAULT_TEMPERATURE,
+    false_negatives: Sequence[tuple[int, int]] = (),
 ) -> torch.Tensor:
     """InfoNCE per query with in-batch negatives: ``CE(cos(q_i, p_j) / tau, target = i * group_size)``.
 
@@ -60,6 +66,8 @@ def per_sample_info_nce(
         passages: ``(n * group_size, d)`` passage vectors, per query its positive first, then its negatives.
         group_size: Passages per query.
         temperature: ``tau``.
+        false_negatives: ``(i, j)`` pairs left out of query ``i``'s softmax (passage ``j`` is another of its
+            positives, so not a negative). A query's own target can't be left out.
 
     Returns:
         ``(n,)`` float32 losses (reduction none).
@@ -79,6 +87,13 @@ def per_sample_info_nce(
     p = F.normalize(passages.float(), p=2, dim=-1)
     scores = q @ p.T / temperature
     targets = torch.arange(q.shape[0], device=q.device) * group_size
+    if false_negatives:
+        rows, columns = zip(*false_negatives, strict=True)
+        if any(column == row * group_size for row, column in false_negatives):
+            raise ValueError("false_negatives must not contain a query's own target passage.")
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        mask[list(rows), list(columns)] = True
+        scores = scores.masked_fill(mask, float("-inf"))
     return F.cross_entropy(scores, targets, reduction="none")
 
 
@@ -161,6 +176,7 @@ class InfoNCELoss:
         group_size: int,
         reasoning_queries: torch.Tensor | None = None,
         step: int = 0,
+        false_negatives: Sequence[tuple[int, int]] = (),
     ) -> LossOutput:
         """Loss of this rank's batch (gathered with the other ranks' when distributed)."""
         per_sample = per_sample_info_nce(
@@ -168,6 +184,7 @@ class InfoNCELoss:
             gather_across_ranks(passages),
             group_size=group_size,
             temperature=self.temperature,
+            false_negatives=false_negatives,
         )
         return LossOutput(loss=per_sample.mean(), per_sample=per_sample.detach())
 
@@ -218,6 +235,7 @@ class RedapterLoss(InfoNCELoss):
         group_size: int,
         reasoning_queries: torch.Tensor | None = None,
         step: int = 0,
+        false_negatives: Sequence[tuple[int, int]] = (),
     ) -> LossOutput:
         """Redapter loss at optimiser step ``step`` (plain mean while ``step < warmup_steps``).
 
@@ -226,7 +244,11 @@ class RedapterLoss(InfoNCELoss):
         """
         all_passages = gather_across_ranks(passages)
         per_sample = per_sample_info_nce(
-            gather_across_ranks(queries), all_passages, group_size=group_size, temperature=self.temperature
+            gather_across_ranks(queries),
+            all_passages,
+            group_size=group_size,
+            temperature=self.temperature,
+            false_negatives=false_negatives,
         )
         if not self.needs_reasoning_queries(step):
             return LossOutput(loss=per_sample.mean(), per_sample=per_sample.detach())
@@ -238,6 +260,7 @@ class RedapterLoss(InfoNCELoss):
                 all_passages.detach(),
                 group_size=group_size,
                 temperature=self.temperature,
+                false_negatives=false_negatives,
             )
             intensity, weights = reasoning_intensity_weights(
                 per_sample, reasoning_loss, clamp_min=self.clamp_min, clamp_max=self.clamp_max

@@ -111,6 +111,9 @@ class TrainingArguments:
     """Default: ``query_max_length``."""
     temperature: float = 0.02
     redapter_warmup_steps: int = 100
+    mask_false_negatives: bool = False
+    """Leave a query's other positives out of its negatives when they turn up in the batch (off: exactly the
+    paper's loss)."""
     gradient_checkpointing: bool = False
     bf16: bool | None = None
     """bfloat16 autocast (frozen LoRA backbones are also stored in bf16); None: on when CUDA supports it."""
@@ -290,6 +293,7 @@ class Trainer:
             world_size=self.ranks.world_size,
             query_format=args.query_format,
             skip_malformed=args.skip_malformed,
+            mask_false_negatives=args.mask_false_negatives,
         )
         available = (args.epochs * self.planner.steps_per_epoch) // args.grad_accum
         self.total_steps = args.max_steps or available
@@ -458,7 +462,14 @@ class Trainer:
             reasoning, reasoning_tokens = self.embed(
                 batch.reasoning_queries, max_length=self.reasoning_query_max_length, grad=False
             )
-        output = self.loss_fn(queries, passages, group_size=batch.group_size, reasoning_queries=reasoning, step=step)
+        output = self.loss_fn(
+            queries,
+            passages,
+            group_size=batch.group_size,
+            reasoning_queries=reasoning,
+            step=step,
+            false_negatives=batch.false_negatives,
+        )
         return output, query_tokens + passage_tokens, reasoning_tokens
 
     # ------------------------------------------------------------------------------------------------ loop
