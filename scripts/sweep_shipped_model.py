@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "data/remixer-champ/train")
     parser.add_argument("--tasks-root", type=Path, default=None, help="BRIGHT-layout folder (default: offline)")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--model", default=BASE["model"], help="backbone (default: %(default)s)")
     parser.add_argument("--grid", choices=("full", "smoke"), default="full")
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, one process each (8 CUDA processes failed on an H100)"
@@ -184,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     # Convert the GGUF backbone once, before the workers race to do it.
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
-    ReasonEmbedEncoder.from_pretrained(BASE["model"], device="cpu")
+    ReasonEmbedEncoder.from_pretrained(args.model, device="cpu")
     log = args.output / "sweep.jsonl"
     done = {row["name"]: row for row in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
     todo = [c for c in grid(args.grid) if config_name(c) not in done]
+    backbone = {} if args.model == BASE["model"] else {"model": args.model}
     threads = max(1, (os.cpu_count() or 2) // max(args.jobs, 1))
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {}
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             futures[
                 pool.submit(
                     _guarded,
-                    config,
+                    {**config, **backbone},
                     args.output / "split",
                     args.output / "runs" / name,
                     tasks,
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             futures = {
                 pool.submit(
                     train_and_score,
-                    {**best["config"], "loss": loss},
+                    {**best["config"], **backbone, "loss": loss},
                     args.data,
                     args.output / "final" / name,
                     {"test": tasks["test"]},
