@@ -150,6 +150,7 @@ def test_help_lists_the_paper_recipe_options(capsys):
         "--temperature",
         "--redapter-warmup-steps",
         "--mask-false-negatives",
+        "--pooling",
         "--gradient-checkpointing",
         "--bf16",
         "--seed",

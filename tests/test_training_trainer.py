@@ -302,3 +302,23 @@ def test_masking_false_negatives_reaches_the_loss_of_a_real_run(tmp_path, tiny_q
         losses[mask] = trainer.train_step().loss
     # At tau = 1 every cosine is in [-1, 1], so leaving 3 copies of the target out lowers the loss by > 0.09.
     assert losses[True] < losses[False] - 0.09
+
+
+def test_a_decoder_trained_with_mean_pooling_loads_and_encodes_with_mean_pooling(tmp_path, tiny_qwen3, data_dir):
+    """--pooling is recorded in the exported folder, so the loaded model embeds exactly as it was trained."""
+    output = tmp_path / "mean"
+    trainer = Trainer(make_args(tiny_qwen3, data_dir, output, pooling="mean", max_steps=1))
+    assert trainer.encoder.config.pooling == "mean"
+    trainer.train()
+    loaded = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu")
+    assert (
+        loaded.config.pooling == "mean"
+        and json.loads((output / "reasonembed_config.json").read_text())["pooling"] == "mean"
+    )
+    np.testing.assert_allclose(loaded.encode(TEXTS), trainer.encoder.encode(TEXTS), atol=1e-5)
+    trainer.model.eval()
+    with torch.no_grad():
+        trained, _ = trainer.embed(TEXTS, max_length=trainer.encoder.max_length, grad=False)
+    np.testing.assert_allclose(trained.numpy(), loaded.encode(TEXTS), atol=1e-5)
+    last = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu", pooling="lasttoken").encode(TEXTS)
+    assert np.abs(last - loaded.encode(TEXTS)).max() > 1e-3  # the pooling really differs

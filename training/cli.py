@@ -56,6 +56,12 @@ def register_train(subparsers: Any) -> None:
     what.add_argument(
         "--query-format", default=defaults.query_format, help="query format the model is trained (and recorded) with"
     )
+    what.add_argument(
+        "--pooling",
+        choices=("lasttoken", "mean", "cls"),
+        default=None,
+        help="pooling the model is trained (and recorded) with (default: the backbone's; last-token for decoders)",
+    )
 
     method = parser.add_argument_group("LoRA or full fine-tuning (default: LoRA for decoders, full for encoders)")
     choice = method.add_mutually_exclusive_group()

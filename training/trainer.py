@@ -127,6 +127,9 @@ class TrainingArguments:
     resume: str | None = None
     """``latest`` (newest checkpoint in the checkpoint folder) or a checkpoint folder."""
     query_format: str = INSTRUCT_QUERY_FORMAT
+    pooling: str | None = None
+    """``lasttoken``, ``mean`` or ``cls``; None: the backbone's own (last-token for decoders, as in the paper). The
+    exported model records it."""
     sub_batch_size: int = 0
     """Texts per forward pass (length-sorted chunks; lowers memory, not the result); 0: all at once."""
     device: str | None = None
@@ -330,7 +333,9 @@ class Trainer:
         # A frozen LoRA backbone can live in bf16 (saves memory on big models); weights that are trained stay
         # float32 and only the compute runs in bf16 (autocast). Full fine-tuning casts back in _prepare_model.
         dtype = "bfloat16" if (self.bf16 and self.args.lora is not False) else "float32"
-        encoder = ReasonEmbedEncoder.from_pretrained(self.args.model, device=self.device, dtype=dtype)
+        encoder = ReasonEmbedEncoder.from_pretrained(
+            self.args.model, device=self.device, dtype=dtype, pooling=self.args.pooling
+        )
         encoder.config.query_format = self.args.query_format
         self.query_max_length = self._cap_length("query", self.args.query_max_length, encoder)
         self.passage_max_length = self._cap_length("passage", self.args.passage_max_length, encoder)
