@@ -114,11 +114,11 @@ REGISTRY: dict[str, ModelSpec] = {
         source="project",
         location="models/reasonembed-smollm2-135m",
         kind="decoder",
-        pooling="lasttoken",
+        pooling="mean",  # what its folder records; mean pooling beat last-token pooling on this small backbone
         query_format=INSTRUCT_QUERY_FORMAT,
         max_length=2048,
         licence="apache-2.0",
-        description="SmolLM2-135M trained by this project with ReMixer data and the Redapter loss. Offline.",
+        description="SmolLM2-135M trained here with ReMixer data and the Redapter loss (mean pooling). Offline.",
         base="smollm2-135m",
     ),
 }

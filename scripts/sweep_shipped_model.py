@@ -39,6 +39,7 @@ VALIDATION_SHARE = 0.25
 
 BASE: dict[str, Any] = {
     "model": "smollm2-135m",
+    "pooling": "mean",  # the shipped model's (docs/sweep-2026-11-26 ran before, with last-token pooling)
     "loss": "redapter",
     "lora_rank": 32,
     "lora_alpha": 64,

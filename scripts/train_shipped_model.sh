@@ -25,7 +25,7 @@ fi
 
 COMMON=(--data "$DATA/train" --model smollm2-135m --lora-rank 32 --lora-alpha 64 --lr 2e-4 --warmup-ratio 0.1
   --epochs 1 --batch-size 4 --group-size 4 --query-max-length 128 --passage-max-length 256 --temperature 0.02
-  --redapter-warmup-steps 5 --seed 42 --save-steps 5 --adapter-dtype float16 --sub-batch-size 4)
+  --redapter-warmup-steps 5 --seed 42 --save-steps 5 --adapter-dtype float16 --sub-batch-size 4 --pooling mean)
 if [[ " $STEPS " == *" train "* ]]; then
   # The two runs share data, batches and steps; only the loss differs. Run side by side, one thread each.
   mkdir -p outputs

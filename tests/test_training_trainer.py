@@ -320,5 +320,6 @@ def test_a_decoder_trained_with_mean_pooling_loads_and_encodes_with_mean_pooling
     with torch.no_grad():
         trained, _ = trainer.embed(TEXTS, max_length=trainer.encoder.max_length, grad=False)
     np.testing.assert_allclose(trained.numpy(), loaded.encode(TEXTS), atol=1e-5)
+    assert "`mean` pooling instead of the paper's last-token pooling" in (output / "README.md").read_text()
     last = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu", pooling="lasttoken").encode(TEXTS)
     assert np.abs(last - loaded.encode(TEXTS)).max() > 1e-3  # the pooling really differs

@@ -328,7 +328,12 @@ def write_model_card(folder: str | os.PathLike[str]) -> Path:
         "",
         "ReasonEmbed (arXiv 2510.08252): last-token pooled, L2-normalised embeddings; queries formatted as "
         "`Instruct: {instruction}\\nQuery: {query}`, documents without instruction; cosine similarity; InfoNCE with "
-        "in-batch and hard negatives at temperature 0.02, optionally re-weighted per query by Redapter.",
+        "in-batch and hard negatives at temperature 0.02, optionally re-weighted per query by Redapter."
+        + (
+            ""
+            if config.pooling == "lasttoken"
+            else f" This model uses `{config.pooling}` pooling instead of the paper's last-token pooling."
+        ),
         "",
     ]
     card = folder / CARD_NAME
