@@ -82,7 +82,10 @@ def split_data(data: Path, target: Path) -> set[str]:
             for line in lines:
                 query = json.loads(line)["query"]
                 bucket = int(hashlib.sha256(query.encode()).hexdigest(), 16) % 1000
-                (held_out.add(query) if bucket < VALIDATION_SHARE * 1000 else kept.append(line))
+                if bucket < VALIDATION_SHARE * 1000:
+                    held_out.add(query)
+                else:
+                    kept.append(line)
             lines = kept
         (target / path.name).write_text("\n".join(lines) + "\n")
     if not held_out:
