@@ -186,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     tasks = load_eval_tasks(tasks_root, held_out)
     print(f"{len(held_out)} validation queries held out; device {device}", flush=True)
 
-    # Convert the GGUF backbone once, before the workers race to do it.
-    from reasonembed_rag.encoder import ReasonEmbedEncoder
+    # Convert a GGUF backbone once, before the workers race to do it.
+    from reasonembed_rag.models import convert_gguf, get_spec, package_path
 
-    ReasonEmbedEncoder.from_pretrained(args.model, device="cpu")
+    spec = get_spec(args.model)
+    if spec is not None and spec.gguf_file:
+        convert_gguf(package_path(spec), spec.gguf_file)
     log = args.output / "sweep.jsonl"
     done = {row["name"]: row for row in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
     todo = [c for c in grid(args.grid) if config_name(c) not in done]

@@ -4,7 +4,7 @@
 #   bash scripts/train_shipped_model.sh            # every step; each one resumes where a killed run stopped
 #   STEPS="train eval" bash scripts/train_shipped_model.sh
 #
-# Runs on CPU (synthesis ~30 min, each model ~15-30 min on 2 busy cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
+# Runs on CPU (synthesis ~30 min, each model ~10-30 min on 2 shared cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
 # offline CHAMP task's TRAIN side only; evaluation is on its TEST side (`reasonembed-rag bright --data offline`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -411,47 +411,43 @@ class BatchPlanner:
         """This rank's slice of a planned global batch, with each query's passage group sampled."""
         task = self.data.tasks[planned.task_index]
         group_size = self.settings[planned.task_index][1]
-        per_rank = len(planned.sample_indices) // self.world_size
-        positions = range(rank * per_rank, (rank + 1) * per_rank)
-        queries: list[str] = []
-        reasoning: list[str] = []
-        passages: list[str] = []
-        for position in positions:
-            sample = task.samples[planned.sample_indices[position]]
-            queries.append(format_query(sample.query, sample.prompt, self.query_format))
-            if sample.reasoning_query is not None:
-                reasoning.append(format_query(sample.reasoning_query, sample.prompt, self.query_format))
-            passages.extend(self._group(sample, group_size, epoch, index, position))
+        samples = [task.samples[i] for i in planned.sample_indices]
+        # Groups are seeded per row of the GLOBAL batch, so every rank (and a resumed run) draws the same ones.
+        passages = [
+            text
+            for position, sample in enumerate(samples)
+            for text in sample_group(
+                sample, group_size, random.Random(f"group:{self.seed}:{epoch}:{index}:{position}")
+            )
+        ]
+        per_rank = len(samples) // self.world_size
+        mine = samples[rank * per_rank : (rank + 1) * per_rank]
+        queries = [format_query(sample.query, sample.prompt, self.query_format) for sample in mine]
+        reasoning = [
+            format_query(sample.reasoning_query, sample.prompt, self.query_format)
+            for sample in mine
+            if sample.reasoning_query is not None
+        ]
         return Batch(
             task=task.name,
             queries=queries,
             reasoning_queries=reasoning if len(reasoning) == len(queries) else None,
-            passages=passages,
+            passages=passages[rank * per_rank * group_size : (rank + 1) * per_rank * group_size],
             group_size=group_size,
-            false_negatives=self._false_negatives(epoch, index, planned) if self.mask_false_negatives else (),
+            false_negatives=_false_negatives(samples, passages, group_size) if self.mask_false_negatives else (),
         )
 
-    def _group(self, sample: TrainingSample, group_size: int, epoch: int, index: int, position: int) -> list[str]:
-        # Seeded per row of the global batch, so every rank (and a resumed run) draws the same group.
-        rng = random.Random(f"group:{self.seed}:{epoch}:{index}:{position}")
-        return sample_group(sample, group_size, rng)
 
-    def _false_negatives(self, epoch: int, index: int, planned: _PlannedBatch) -> tuple[tuple[int, int], ...]:
-        """Pairs (query, passage) of the global batch where the passage is another of the query's positives."""
-        task = self.data.tasks[planned.task_index]
-        group_size = self.settings[planned.task_index][1]
-        samples = [task.samples[i] for i in planned.sample_indices]
-        passages = [
-            text
-            for position, sample in enumerate(samples)
-            for text in self._group(sample, group_size, epoch, index, position)
-        ]
-        pairs: list[tuple[int, int]] = []
-        for row, sample in enumerate(samples):
-            positives = set(sample.pos)
-            target = row * group_size
-            pairs.extend((row, col) for col, text in enumerate(passages) if col != target and text in positives)
-        return tuple(pairs)
+def _false_negatives(
+    samples: Sequence[TrainingSample], passages: Sequence[str], group_size: int
+) -> tuple[tuple[int, int], ...]:
+    """Pairs (query, passage) of the global batch where the passage is another of the query's positives."""
+    pairs: list[tuple[int, int]] = []
+    for row, sample in enumerate(samples):
+        positives = set(sample.pos)
+        target = row * group_size
+        pairs.extend((row, col) for col, text in enumerate(passages) if col != target and text in positives)
+    return tuple(pairs)
 
 
 def sample_group(sample: TrainingSample, group_size: int, rng: random.Random) -> list[str]:
