@@ -34,6 +34,8 @@ def _comma_list(value: str) -> list[str]:
 
 def register_train(subparsers: Any) -> None:
     """The ``train`` subcommand."""
+    from reasonembed_rag.models import POOLINGS
+
     from .trainer import TrainingArguments
 
     defaults = TrainingArguments(data="", model="", output="")
@@ -58,7 +60,7 @@ def register_train(subparsers: Any) -> None:
     )
     what.add_argument(
         "--pooling",
-        choices=("lasttoken", "mean", "cls"),
+        choices=POOLINGS,
         default=None,
         help="pooling the model is trained (and recorded) with (default: the backbone's; last-token for decoders)",
     )
