@@ -43,8 +43,8 @@ def annotator_quality(annotator: Any, queries: int) -> dict[str, Any]:
     """Agreement of the logit annotator with REAL labels: TRAIN problems of the offline task, their gold concepts
     against the best-ranked (BM25) non-gold concepts. AUC 0.5 is chance."""
     from reasonembed_rag.evaluation.offline import champ_rows
-    from training.remixer.mining import BM25Retriever
-    from training.remixer.prompts import PromptBook
+    from reasonembed_rag.training.remixer.mining import BM25Retriever
+    from reasonembed_rag.training.remixer.prompts import PromptBook
 
     examples, documents = champ_rows()
     corpus = {row["id"]: row["content"] for row in documents}
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from training.llm import LLMClient, LocalLLMServer
-    from training.remixer import ReMixer, SynthesisSettings, load_sources
-    from training.remixer.annotator import LogitAnnotator
+    from reasonembed_rag.training.llm import LLMClient, LocalLLMServer
+    from reasonembed_rag.training.remixer import ReMixer, SynthesisSettings, load_sources
+    from reasonembed_rag.training.remixer.annotator import LogitAnnotator
 
     torch.set_num_threads(args.threads)
     output = args.output or Path(tempfile.mkdtemp(prefix="synthesis-speed-"))
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         """Stage 3 only: reasoning requests fail fast, are counted, and leave rows for a later run."""
 
         def chat(self, messages, **options):  # noqa: ANN001, ANN003, ANN201
-            from training.llm import LLMError
+            from reasonembed_rag.training.llm import LLMError
 
             raise LLMError("benchmark: stage 3 only")
 

@@ -89,7 +89,7 @@ def random_smollm2(folder: Path) -> Path:
 
 def measure(model: str, data: Path, output: Path, args: argparse.Namespace) -> dict:
     """Alternate plain and checkpointed steps on one trainer, so that a busy machine slows both alike."""
-    from training.trainer import Trainer, TrainingArguments
+    from reasonembed_rag.training.trainer import Trainer, TrainingArguments
 
     trainer = Trainer(
         TrainingArguments(

@@ -34,7 +34,7 @@ from typing import Any
 
 from reasonembed_rag.evaluation.data import RetrievalTask, load_folder_task, load_hub_task
 from reasonembed_rag.evaluation.offline import CHAMP_TASK, build_offline_tasks
-from training.llm import LLMClient, LLMConfig
+from reasonembed_rag.training.llm import LLMClient, LLMConfig
 
 from . import core
 from .core import AGENTS, MODES, AgentSettings

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from training.llm import LLMConfig, LocalLLMServer
+from reasonembed_rag.training.llm import LLMConfig, LocalLLMServer
 
 from .core import SEARCH_TOOL_DESCRIPTION, SEARCH_TOOL_NAME
 
@@ -98,7 +98,7 @@ def llm_endpoint_identity(config: LLMConfig | None = None, *, model: str | None 
         return str(config.model)
     if model or os.environ.get("OPENAI_MODEL"):
         return str(model or os.environ["OPENAI_MODEL"])
-    from training.llm import default_local_model
+    from reasonembed_rag.training.llm import default_local_model
 
     return str(default_local_model())
 

@@ -77,7 +77,7 @@ def run_demo(
         plot(robust, output / "robustness.png")
     agents = None
     if agent_questions > 0:
-        from demos.compare import run_comparison
+        from reasonembed_rag.demos.compare import run_comparison
 
         agents = run_comparison(
             output / "agents",
@@ -170,7 +170,7 @@ def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) ->
 
         lines += [robustness_section(payload["robustness"], plot_path="robustness.png"), ""]
     if payload.get("agents"):
-        from demos.compare import markdown_section
+        from reasonembed_rag.demos.compare import markdown_section
 
         lines += [markdown_section(payload["agents"], relative_to=output), ""]
     if payload["skipped_models"]:

@@ -4,7 +4,8 @@ Three kinds of source:
 
 * ``package``: files inside an installed Python package (offline; e.g. SmolLM2 as a GGUF file, MiniLM as a folder).
 * ``hub``: a Hugging Face Hub id (the six released ReasonEmbed checkpoints); needs the Hub.
-* ``project``: a model folder trained by ``training/`` and shipped inside this project, on top of a packaged backbone.
+* ``project``: a model folder trained by ``training/`` and shipped inside this package as package data
+  (``reasonembed_rag/trained_models/``), on top of a packaged backbone.
 
 This module only describes and locates models; :mod:`reasonembed_rag.encoder` loads them.
 """
@@ -12,6 +13,7 @@ This module only describes and locates models; :mod:`reasonembed_rag.encoder` lo
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import importlib.util
 import os
 import shutil
@@ -39,7 +41,7 @@ class ModelSpec:
     source: Literal["package", "hub", "project"]
     """Where the weights come from."""
     location: str
-    """Hub id, ``package/relative/path`` inside an installed package, or a folder relative to the project root."""
+    """Hub id, ``package/relative/path`` inside an installed package, or a folder name under ``trained_models/``."""
     kind: Literal["decoder", "encoder"]
     """Decoder LLM backbone (last-token pooling) or bidirectional encoder."""
     pooling: Pooling
@@ -112,7 +114,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "reasonembed-smollm2-135m": ModelSpec(
         alias="reasonembed-smollm2-135m",
         source="project",
-        location="models/reasonembed-smollm2-135m",
+        location="reasonembed-smollm2-135m",
         kind="decoder",
         pooling="mean",  # what its folder records; mean pooling beat last-token pooling on this small backbone
         query_format=INSTRUCT_QUERY_FORMAT,
@@ -158,9 +160,9 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def project_root() -> Path:
-    """The folder that holds this package (``models/`` for project-trained models lives beside it)."""
-    return Path(__file__).resolve().parent.parent
+def trained_models_dir() -> Path:
+    """The package-data folder that holds the project-trained model folders (a checkout and a wheel alike)."""
+    return Path(str(importlib.resources.files("reasonembed_rag") / "trained_models"))
 
 
 def package_path(spec: ModelSpec) -> Path:
@@ -183,7 +185,7 @@ def package_path(spec: ModelSpec) -> Path:
 
 def project_model_path(spec: ModelSpec) -> Path:
     """Locate a project-trained model folder."""
-    path = project_root() / spec.location
+    path = trained_models_dir() / spec.location
     if not (path / "reasonembed_config.json").exists():
         raise ModelNotAvailableError(
             f"Model {spec.alias!r} is not in this installation ({path} is missing). It is produced by "

@@ -143,7 +143,7 @@ def train_and_score(
     """Worker: one training run, then its scores (a process of its own, so runs can share a GPU)."""
     import torch
 
-    from training.trainer import TrainingArguments, train
+    from reasonembed_rag.training.trainer import TrainingArguments, train
 
     torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights (as on CPU), TF32 matrix products on a GPU

@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1
 PY=.venv/bin
 STEPS=${STEPS:-"synthesize train eval card"}
 DATA=data/remixer-champ
-RESULTS=models/reasonembed-smollm2-135m/results
+RESULTS=reasonembed_rag/trained_models/reasonembed-smollm2-135m/results
 THREADS=${THREADS:-1}   # torch threads per job; 1 was fastest on the busy 2-core development machine
 
 if [[ " $STEPS " == *" synthesize "* ]]; then
@@ -35,7 +35,7 @@ if [[ " $STEPS " == *" train "* ]]; then
     OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" train "${COMMON[@]}" --loss "$1" "${resume[@]}" \
       --output "$2" --checkpoint-dir "outputs/checkpoints/$1" --name "$3" > "outputs/train-$1.log" 2>&1
   }
-  train redapter models/reasonembed-smollm2-135m reasonembed-smollm2-135m &
+  train redapter reasonembed_rag/trained_models/reasonembed-smollm2-135m reasonembed-smollm2-135m &
   redapter=$!
   train infonce outputs/reasonembed-basic-smollm2-135m reasonembed-basic-smollm2-135m &
   infonce=$!
@@ -51,5 +51,5 @@ if [[ " $STEPS " == *" eval "* ]]; then
 fi
 
 if [[ " $STEPS " == *" card "* ]]; then
-  "$PY/reasonembed-train" card models/reasonembed-smollm2-135m --results "$RESULTS"/*.json
+  "$PY/reasonembed-train" card reasonembed_rag/trained_models/reasonembed-smollm2-135m --results "$RESULTS"/*.json
 fi

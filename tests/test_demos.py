@@ -114,9 +114,9 @@ def langchain_fake(turn: Callable[[list[tuple[str, str]]], dict[str, Any]]) -> A
 
 
 def make_agent(framework: str, retriever: Any, llm: Any, mode: str, **settings: Any) -> Any:
-    from demos.core import AgentSettings
-    from demos.langchain_agent import LangChainAgent
-    from demos.llama_index_agent import LlamaIndexAgent
+    from reasonembed_rag.demos.core import AgentSettings
+    from reasonembed_rag.demos.langchain_agent import LangChainAgent
+    from reasonembed_rag.demos.llama_index_agent import LlamaIndexAgent
 
     cls = LlamaIndexAgent if framework == "llamaindex" else LangChainAgent
     return cls(retriever, llm, mode=mode, settings=AgentSettings(**settings))
@@ -130,7 +130,7 @@ class SpyBM25:
     """A BM25 index that records every query it is asked."""
 
     def __init__(self, documents: dict[str, str]) -> None:
-        from demos.retrievers import BM25Index
+        from reasonembed_rag.demos.retrievers import BM25Index
 
         self.index = BM25Index(documents)
         self.queries: list[str] = []
@@ -141,8 +141,8 @@ class SpyBM25:
 
 
 def bm25_retriever(framework: str, index: Any, k: int = 10) -> Any:
-    from demos.langchain_agent import BM25LangChainRetriever
-    from demos.llama_index_agent import BM25LlamaIndexRetriever
+    from reasonembed_rag.demos.langchain_agent import BM25LangChainRetriever
+    from reasonembed_rag.demos.llama_index_agent import BM25LlamaIndexRetriever
 
     if framework == "llamaindex":
         return BM25LlamaIndexRetriever(index, k=k)  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def system_messages(result: Any) -> list[str]:
 
 
 def test_documents_are_fenced_data_and_injected_instructions_are_removed():
-    from demos.core import REDACTED, Hit, format_documents
+    from reasonembed_rag.demos.core import REDACTED, Hit, format_documents
 
     text, redacted = format_documents(
         [Hit("fermat", CORPUS["fermat"]), Hit(INJECTION_ID, INJECTION + "\nEND DOCUMENT #abc"), Hit("x", "")],
@@ -187,7 +187,7 @@ def test_documents_are_fenced_data_and_injected_instructions_are_removed():
     ],
 )
 def test_redaction_flags_instructions_to_the_assistant_only(text, flagged):
-    from demos.core import redact_instructions
+    from reasonembed_rag.demos.core import redact_instructions
 
     assert redact_instructions(text)[1] is flagged
 
@@ -218,13 +218,13 @@ def test_redaction_flags_instructions_to_the_assistant_only(text, flagged):
     ],
 )
 def test_answer_matching(answer, gold, expected):
-    from demos.scoring import answer_matches
+    from reasonembed_rag.demos.scoring import answer_matches
 
     assert answer_matches(answer, gold) is expected
 
 
 def test_final_answer_and_loop_reply_parsing():
-    from demos.core import AgentRun, AgentSettings, extract_final_answer
+    from reasonembed_rag.demos.core import AgentRun, AgentSettings, extract_final_answer
 
     assert extract_final_answer("Since [fermat] applies...\nAnswer: 4 [fermat].") == "4"
     assert extract_final_answer("The answer is: **12**") == "12"
@@ -239,7 +239,7 @@ def test_final_answer_and_loop_reply_parsing():
 
 
 def test_settings_and_agents_reject_bad_values_with_the_fix():
-    from demos.core import AgentRun, AgentSettings
+    from reasonembed_rag.demos.core import AgentRun, AgentSettings
 
     with pytest.raises(ValueError, match="depth .* must be at least k"):
         AgentSettings(k=12, depth=10)
@@ -259,7 +259,7 @@ def test_settings_and_agents_reject_bad_values_with_the_fix():
 
 @pytest.mark.parametrize("framework", ["llamaindex", "langchain"])
 def test_bm25_retriever_in_each_framework(framework):
-    from demos.retrievers import BM25Index
+    from reasonembed_rag.demos.retrievers import BM25Index
 
     index = BM25Index({**CORPUS, INJECTION_ID: INJECTION})
     retriever = bm25_retriever(framework, index, k=3)
@@ -275,7 +275,7 @@ def test_bm25_retriever_in_each_framework(framework):
 
 @pytest.mark.parametrize("framework", ["llamaindex", "langchain"])
 def test_scripted_model_drives_the_tool_calling_agent_including_bad_arguments(framework):
-    from demos.core import TOOL_SYSTEM_PROMPT
+    from reasonembed_rag.demos.core import TOOL_SYSTEM_PROMPT
 
     spy = SpyBM25(CORPUS)
     agent = make_agent(framework, bm25_retriever(framework, spy), fake_llm(framework, scripted_turn), "tools", k=2)
@@ -315,7 +315,7 @@ def test_tool_calls_beyond_the_search_limit_are_refused(framework):
 @pytest.mark.parametrize("framework", ["llamaindex", "langchain"])
 def test_loop_rewrites_searches_again_when_asked_and_answers(framework, shared_minilm, tmp_path):
     """The loop over our dense retriever: queries pass unchanged to our embeddings, which add the task instruction."""
-    from demos.core import DECIDE_SYSTEM_PROMPT, REWRITE_SYSTEM_PROMPT
+    from reasonembed_rag.demos.core import DECIDE_SYSTEM_PROMPT, REWRITE_SYSTEM_PROMPT
     from reasonembed_rag.store import ChromaStore
 
     def turn(contents):
@@ -472,7 +472,7 @@ class ScriptedEndpoint:
 
     @property
     def config(self) -> Any:
-        from training.llm import LLMConfig
+        from reasonembed_rag.training.llm import LLMConfig
 
         return LLMConfig(
             base_url=f"http://127.0.0.1:{self.server.server_port}/v1", api_key="x", model="scripted", max_retries=0
@@ -506,7 +506,7 @@ def tool_call(query: str) -> dict[str, Any]:
 
 
 def test_auto_mode_probes_the_endpoint_once(endpoint_factory):
-    from demos.llm import resolve_mode
+    from reasonembed_rag.demos.llm import resolve_mode
 
     capable = endpoint_factory(
         lambda body: tool_call("Pythagorean theorem") if body.get("tools") else {"content": "hi"}
@@ -562,7 +562,7 @@ def comparison_chroma(tmp_path_factory) -> Path:
 def test_comparison_on_three_questions_writes_a_valid_report_and_resumes_from_its_cache(
     mode, endpoint_factory, shared_minilm, comparison_chroma, tmp_path
 ):
-    from demos.compare import markdown_section, run_comparison
+    from reasonembed_rag.demos.compare import markdown_section, run_comparison
 
     endpoint = endpoint_factory(comparison_reply(champ_gold_answers(3)))
     missing = str(tmp_path / "no-such-model")
@@ -612,7 +612,7 @@ def test_comparison_on_three_questions_writes_a_valid_report_and_resumes_from_it
 
 
 def test_comparison_cli_arguments_and_errors(tmp_path):
-    from demos.compare import build_parser, run_comparison
+    from reasonembed_rag.demos.compare import build_parser, run_comparison
 
     args = build_parser().parse_args(["--limit", "5", "--retrievers", "bm25, minilm-l6", "--mode", "loop"])
     assert args.limit == 5 and args.retrievers == "bm25, minilm-l6" and args.mode == "loop"
@@ -635,7 +635,7 @@ REAL_SETTINGS = {"rewrite_tokens": 16, "answer_tokens": 32}
 def test_each_agent_answers_end_to_end_with_the_real_local_server(framework, local_server, shared_minilm, tmp_path):
     """Auto mode picks the loop for SmolLM2 (it cannot call tools); the retriever is called, its documents reach the
     model, and the injected document in the collection neither reaches the model as an instruction nor yields 42."""
-    from demos.llm import langchain_chat_model, llama_index_llm, resolve_mode
+    from reasonembed_rag.demos.llm import langchain_chat_model, llama_index_llm, resolve_mode
     from reasonembed_rag.store import ChromaStore
 
     config = local_server.config(max_retries=1)
@@ -666,8 +666,8 @@ def test_each_agent_answers_end_to_end_with_the_real_local_server(framework, loc
 
 @pytest.mark.slow
 def test_comparison_with_the_real_local_server(local_server, tmp_path):
-    from demos.compare import run_comparison
-    from demos.core import AgentSettings
+    from reasonembed_rag.demos.compare import run_comparison
+    from reasonembed_rag.demos.core import AgentSettings
 
     kwargs: dict[str, Any] = {
         "limit": 2,

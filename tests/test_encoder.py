@@ -261,7 +261,7 @@ def test_missing_folder_and_offline_hub_are_clear_errors(tmp_path):
 def test_project_model_slot_explains_how_to_get_it(monkeypatch, tmp_path):
     import reasonembed_rag.models as models
 
-    monkeypatch.setattr(models, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(models, "trained_models_dir", lambda: tmp_path)
     with pytest.raises(ModelNotAvailableError, match="reasonembed-train"):
         ReasonEmbedEncoder.from_pretrained("reasonembed-smollm2-135m")
 

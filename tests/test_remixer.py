@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from training.llm import Completion, LLMClient, LLMConfig, LLMError, map_concurrently
-from training.remixer.mining import BM25Retriever, exclude_source
-from training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
-from training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
-from training.remixer.prompts import PromptBook, render
-from training.remixer.seeds import TaskSource, load_sources, select_seeds
-from training.remixer.store import JsonlLog, content_hash
+from reasonembed_rag.training.llm import Completion, LLMClient, LLMConfig, LLMError, map_concurrently
+from reasonembed_rag.training.remixer.mining import BM25Retriever, exclude_source
+from reasonembed_rag.training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
+from reasonembed_rag.training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
+from reasonembed_rag.training.remixer.prompts import PromptBook, render
+from reasonembed_rag.training.remixer.seeds import TaskSource, load_sources, select_seeds
+from reasonembed_rag.training.remixer.store import JsonlLog, content_hash
 
 INSTRUCTION = "Given a Math problem, retrieve relevant theorems that help answer the problem."
 
@@ -282,7 +282,7 @@ def test_a_dead_endpoint_aborts_with_a_clear_message(tmp_path):
 
 
 def test_logit_annotator_path_is_used_instead_of_the_llm(tmp_path):
-    from training.remixer.annotator import ScoreDistribution
+    from reasonembed_rag.training.remixer.annotator import ScoreDistribution
 
     class FakeAnnotator:
         batch_size = 2
@@ -308,7 +308,7 @@ def test_logit_annotator_path_is_used_instead_of_the_llm(tmp_path):
 
 @pytest.mark.parametrize(("calibration", "rows"), [("none", 0), ("query", 3)])
 def test_logit_calibration_removes_a_constant_bias(tmp_path, calibration, rows):
-    from training.remixer.annotator import ScoreDistribution
+    from reasonembed_rag.training.remixer.annotator import ScoreDistribution
 
     class BiasedAnnotator:
         """Always most sure of "1", but gives relevant documents more weight on 4 and 5 than the others."""
@@ -666,7 +666,7 @@ def test_map_concurrently_returns_every_result_and_errors():
 def test_synthesize_registers_on_reasonembed_train():
     import argparse
 
-    from training.remixer.cli import register, run
+    from reasonembed_rag.training.remixer.cli import register, run
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
@@ -689,7 +689,7 @@ def test_synthesize_registers_on_reasonembed_train():
 
 
 def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
-    from training.remixer.cli import main
+    from reasonembed_rag.training.remixer.cli import main
 
     assert main(["--seeds", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]) == 2
     assert "not 'offline', a folder" in capsys.readouterr().err
@@ -697,8 +697,8 @@ def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
 
 def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, monkeypatch, capsys):
     """The command's wiring: no --base-url starts the local server, whose config feeds the client (both faked)."""
-    import training.llm as llm_module
-    from training.remixer.cli import main
+    import reasonembed_rag.training.llm as llm_module
+    from reasonembed_rag.training.remixer.cli import main
 
     started = []
 
@@ -738,7 +738,7 @@ def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, mo
 
 
 def test_train_side_rows_use_train_gold_only_and_append_once(tmp_path, champ_rows_once):
-    from training.remixer.train_side import write_offline_train_rows
+    from reasonembed_rag.training.remixer.train_side import write_offline_train_rows
 
     examples, documents = champ_rows_once
     corpus = {row["id"]: row["content"] for row in documents}
@@ -781,7 +781,7 @@ class BagOfWordsEncoder:
 
 
 def test_mining_with_an_encoder_excludes_the_source(tmp_path):
-    from training.remixer.mining import DenseRetriever
+    from reasonembed_rag.training.remixer.mining import DenseRetriever
 
     encoder = BagOfWordsEncoder()
     (ranking,) = DenseRetriever(CORPUS, encoder, instruction=INSTRUCTION).search(["area of a circle"], depth=4)

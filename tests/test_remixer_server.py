@@ -23,7 +23,7 @@ DISTRACTORS = {
 
 
 def test_local_server_answers_chat_completions_offline(local_server):
-    from training.llm import LLMClient
+    from reasonembed_rag.training.llm import LLMClient
 
     client = LLMClient(local_server.config(max_tokens=12, temperature=0.0))
     completion = client.chat([{"role": "user", "content": "What is 2 + 2? Answer with a number."}])
@@ -35,9 +35,9 @@ def test_local_server_answers_chat_completions_offline(local_server):
 
 
 def test_synthesis_end_to_end_on_three_documents(local_server, tmp_path):
-    from training.llm import LLMClient
-    from training.remixer import ReMixer, SynthesisSettings
-    from training.remixer.seeds import TaskSource, select_seeds
+    from reasonembed_rag.training.llm import LLMClient
+    from reasonembed_rag.training.remixer import ReMixer, SynthesisSettings
+    from reasonembed_rag.training.remixer.seeds import TaskSource, select_seeds
 
     corpus = {**SEEDS, **DISTRACTORS}
     seeds, stats = select_seeds(SEEDS.items(), task="champ_concepts_train", corpus=corpus, min_chars=16)
@@ -93,8 +93,8 @@ def test_synthesis_end_to_end_on_three_documents(local_server, tmp_path):
 
 
 def test_logit_annotator_reads_a_score_distribution():
-    from training.remixer.annotator import LogitAnnotator
-    from training.remixer.prompts import PromptBook
+    from reasonembed_rag.training.remixer.annotator import LogitAnnotator
+    from reasonembed_rag.training.remixer.prompts import PromptBook
 
     annotator = LogitAnnotator(batch_size=2)
     prompts = PromptBook().for_task("champ_concepts")

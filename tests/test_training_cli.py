@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reasonembed_rag import ReasonEmbedEncoder
-from training import cli
+from reasonembed_rag.training import cli
 
 from .test_training_trainer import TEXTS, write_training_data
 from .tiny_models import build_tiny_decoder

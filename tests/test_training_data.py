@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data import (
+from reasonembed_rag.training.data import (
     BatchPlanner,
     TrainingDataError,
     TrainingSample,

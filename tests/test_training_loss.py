@@ -9,7 +9,7 @@ import socket
 import pytest
 import torch
 
-from training.loss import (
+from reasonembed_rag.training.loss import (
     InfoNCELoss,
     RedapterLoss,
     gather_across_ranks,

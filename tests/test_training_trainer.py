@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from reasonembed_rag import ReasonEmbedEncoder
-from training.trainer import Trainer, TrainingArguments, train
+from reasonembed_rag.training.trainer import Trainer, TrainingArguments, train
 
 from .tiny_models import WORDS, build_tiny_decoder
 

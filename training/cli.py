@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("training.remixer.cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("reasonembed_rag.training.remixer.cli",)
 """Modules with a ``register(subparsers)`` hook, imported when present. ReMixer's ``synthesize`` lives there."""
 
 Registrar = Callable[[Any], None]

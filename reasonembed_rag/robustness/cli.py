@@ -24,7 +24,7 @@ def _llm(args: argparse.Namespace) -> Iterator[Any]:
     if "paraphrase" not in [f.strip() for f in args.families.split(",")]:
         yield None
     elif args.llm_local:
-        from training.llm import LocalLLMServer
+        from reasonembed_rag.training.llm import LocalLLMServer
 
         with LocalLLMServer(threads=1) as server:
             yield server.config(**sampling)

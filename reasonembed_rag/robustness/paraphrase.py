@@ -51,7 +51,7 @@ def llm_config(
     """An ``LLMConfig`` from explicit settings, falling back to ``OPENAI_*``; None when no model is named anywhere."""
     if not (model or os.environ.get("OPENAI_MODEL")):
         return None
-    from training.llm import LLMConfig
+    from reasonembed_rag.training.llm import LLMConfig
 
     return LLMConfig.from_env(base_url=base_url, api_key=api_key, model=model, **sampling)
 
@@ -82,7 +82,7 @@ def paraphrase_queries(
     """
     from tqdm.auto import tqdm
 
-    from training.llm import LLMClient, LLMError
+    from reasonembed_rag.training.llm import LLMClient, LLMError
 
     client = LLMClient(dataclasses.replace(config, seed=seed))
     budget = max_tokens or max(64, min(config.max_tokens, 2 * max((len(t.split()) for t in texts), default=0) + 48))
