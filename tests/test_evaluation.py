@@ -15,7 +15,14 @@ from reasonembed_rag.evaluation.data import (
     load_folder_task,
 )
 from reasonembed_rag.evaluation.metrics import evaluate_run
-from reasonembed_rag.evaluation.offline import CHAMP_TASK, CHAMP_TRAIN_TASK, build_offline_tasks, champ_split
+from reasonembed_rag.evaluation.offline import (
+    CHAMP_OOD_TASK,
+    CHAMP_TASK,
+    CHAMP_TRAIN_TASK,
+    build_offline_tasks,
+    champ_ood_rows,
+    champ_split,
+)
 from reasonembed_rag.evaluation.runner import evaluate_bm25, evaluate_dense
 
 SHARED_BRIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bright"
@@ -162,6 +169,17 @@ def test_offline_champ_task_is_split_and_real(tmp_path):
     assert {q.id for q in test.queries}.isdisjoint({q.id for q in train.queries})
     assert all(champ_split(q.id) == "test" for q in test.queries)
     assert all(q.gold_answer for q in test.queries)
+
+    ood = load_folder_task(root, CHAMP_OOD_TASK)
+    validation, training, held_out = champ_ood_rows()
+    assert len(ood.documents) == 89 and len(ood.queries) == len(validation) == 42
+    assert {q.id for q in ood.queries} <= {q.id for q in train.queries}  # TRAIN side only, never a TEST problem
+    assert {q.id for q in ood.queries}.isdisjoint({row["id"] for row in training})
+    assert all(q.id.startswith(("P_Combinatorics_", "P_Inequality_")) for q in ood.queries)
+    assert {g for q in ood.queries for g in q.gold_ids} == set(held_out)
+    assert not {g for row in training for g in row["gold_ids"]} & set(held_out)  # no held-out concept is trained
+    with pytest.raises(ValueError, match="choose CHAMP categories"):
+        champ_ood_rows(("Geometry",))
 
 
 # --------------------------------------------------------------------------------------------- paths

@@ -10,7 +10,7 @@ from typing import Any
 from ..models import cache_dir
 from .data import RetrievalTask, TaskDataError, list_folder_tasks, load_folder_task, load_hub_task
 from .metrics import KEEP_TOP
-from .offline import CHAMP_TRAIN_TASK, build_offline_tasks
+from .offline import OFFLINE_TASKS, build_offline_tasks
 from .published import published
 from .runner import BM25, VIAS, TaskResult, evaluate, results_json
 
@@ -33,7 +33,8 @@ def load_tasks(
     """Tasks from ``offline`` (the packaged offline tasks), a BRIGHT-layout folder, or a Hub dataset id."""
     root: Path | None = offline_data_root() if data == OFFLINE else Path(data).expanduser()
     if root is not None and root.is_dir():
-        names = tasks or [t for t in list_folder_tasks(root) if t != CHAMP_TRAIN_TASK]
+        # The offline root also holds the TRAIN side and the out-of-domain validation: named with --tasks only.
+        names = tasks or (list(OFFLINE_TASKS) if data == OFFLINE else list_folder_tasks(root))
         if not names:
             raise TaskDataError(f"No tasks under {root}: expected ROOT/<task>/examples.jsonl and documents.jsonl.")
         loaded = [load_folder_task(root, name, long=long, instruction=instruction) for name in names]
