@@ -5,7 +5,7 @@ other queries' groups (in-batch negatives), and, when ``torch.distributed`` is i
 other rank. Similarity is cosine divided by the temperature (0.02), and ``L_i`` is the cross-entropy of query ``i``
 against its positive (reduction none).
 
-Redapter, per step (REFERENCE.md section 3):
+Redapter, per step (docs/method.md, section 4):
 
 1. ``L_i`` for the queries; ``L_i^r`` the same loss for the reasoning-expanded queries against the detached
    passages, without gradient.

@@ -1,4 +1,4 @@
-"""ReMixer: synthesis of reasoning-intensive retrieval training data (REFERENCE.md section 2).
+"""ReMixer: synthesis of reasoning-intensive retrieval training data (docs/method.md, section 3).
 
 Modules:
 

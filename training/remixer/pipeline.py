@@ -1,4 +1,4 @@
-"""ReMixer, stage by stage (REFERENCE.md section 2), resumable and safe against bad LLM replies.
+"""ReMixer, stage by stage (docs/method.md, section 3), resumable and safe against bad LLM replies.
 
 For each task, seeds are processed in chunks; within a chunk every stage runs over all its items:
 
