@@ -176,7 +176,7 @@ def test_distributed_loss_gathers_other_ranks_and_matches_one_process(tmp_path):
     single = RedapterLoss(warmup_steps=0)(q, p, group_size=3, reasoning_queries=data["r"], step=0)
     single.loss.backward()
     for rank in range(2):
-        result = torch.load(tmp_path / f"{rank}.pt")
+        result = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
         assert result["loss"].item() == pytest.approx(single.loss.item(), rel=1e-5)
         torch.testing.assert_close(result["w"], single.weights)
         torch.testing.assert_close(result["q"], q.grad[rank * 2 : (rank + 1) * 2], rtol=1e-4, atol=1e-6)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from reasonembed_rag import ReasonEmbedEncoder
-from reasonembed_rag.training.trainer import Trainer, TrainingArguments, train
+from reasonembed_rag.training.trainer import Trainer, TrainingArguments, export_checkpoint, train
 
 from .tiny_models import WORDS, build_tiny_decoder
 
@@ -161,13 +162,18 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_qw
     straight = Trainer(make_args(tiny_qwen3, data_dir, tmp_path / "straight", **settings))
     straight.train()
     checkpoint = tmp_path / "straight" / "checkpoints" / "checkpoint-2"
-    assert {p.name for p in checkpoint.iterdir()} >= {
+    assert {p.name for p in checkpoint.iterdir()} == {
         "trainable.safetensors",
-        "optimizer.pt",
-        "scheduler.pt",
+        "optimizer.safetensors",
+        "scheduler.json",
         "trainer_state.json",
-        "rng_state_0.pt",
+        "rng_state_0.safetensors",
     }
+    for path in checkpoint.iterdir():  # no pickle: every file parses as JSON or safetensors
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            safe_open(str(path), framework="pt").keys()
     shutil.copytree(checkpoint, tmp_path / "resumed" / "checkpoints" / "checkpoint-2")
     # A run killed after its checkpoint logged a step that the resumed run will redo.
     (tmp_path / "resumed" / "train_log.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n')
@@ -181,6 +187,33 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_qw
     assert [r.loss for r in result.history] == pytest.approx([r.loss for r in straight.history[2:]], rel=1e-6)
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3, 4]
+
+
+class _WritesAFile:
+    """Unpickling this object creates ``marker``: proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_with_pickled_state_is_refused_not_unpickled(tmp_path, tiny_qwen3, data_dir):
+    """Checkpoints of older versions held torch.save pickles: resuming from one must not run what they contain."""
+    Trainer(make_args(tiny_qwen3, data_dir, tmp_path / "run", max_steps=3, save_steps=2)).train()
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-2"
+    marker = tmp_path / "unpickled"
+    for name in ("optimizer.safetensors", "scheduler.json", "rng_state_0.safetensors"):
+        (checkpoint / name).unlink()
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state_0.pt"):
+        torch.save(_WritesAFile(marker), checkpoint / name)
+    resumed = Trainer(make_args(tiny_qwen3, data_dir, tmp_path / "run", max_steps=3, resume=str(checkpoint)))
+    with pytest.raises(ValueError, match=r"pickle format \(optimizer.pt, rng_state_0.pt, scheduler.pt\).*export"):
+        resumed.train()
+    export_checkpoint(checkpoint, tmp_path / "exported")  # what the error offers: the weights are no pickle
+    assert ReasonEmbedEncoder.from_pretrained(str(tmp_path / "exported"), device="cpu").encode(TEXTS).shape[0] == 4
+    assert not marker.exists()
 
 
 def _first_gradient(trainer: Trainer) -> tuple[float, dict[str, torch.Tensor], int]:
@@ -295,7 +328,7 @@ def test_two_ranks_train_like_one_process_with_the_whole_batch(tmp_path, tiny_qw
     torch.multiprocessing.spawn(_rank_worker, args=(_free_port(), values, str(tmp_path)), nprocs=2)
     expected = single.trainable_state()
     for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name, tensor in expected.items():
             torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-6)
     assert ReasonEmbedEncoder.from_pretrained(str(tmp_path / "ranks"), device="cpu").encode(TEXTS).shape[0] == len(

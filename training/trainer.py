@@ -41,6 +41,18 @@ from reasonembed_rag.encoder import ReasonEmbedEncoder, resolve_device
 from reasonembed_rag.instructions import INSTRUCT_QUERY_FORMAT
 from reasonembed_rag.models import get_spec
 
+from .checkpoints import (
+    OPTIMIZER_NAME,
+    SCHEDULER_NAME,
+    load_optimizer_state,
+    load_scheduler_state,
+    refuse_pickled,
+    restore_rng_state,
+    rng_state_name,
+    save_optimizer_state,
+    save_rng_state,
+    save_scheduler_state,
+)
 from .data import Batch, BatchPlanner, TrainingData, load_training_data
 from .export import ADAPTER_DTYPES, EXPORT_FORMS, export_model, quiet_transformers
 from .loss import LOSSES, InfoNCELoss, LossOutput, RedapterLoss
@@ -646,19 +658,13 @@ class Trainer:
 
             folder.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous().cpu() for k, v in self.trainable_state().items()}, folder / TRAINABLE_NAME)
-            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            save_optimizer_state(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
+            save_scheduler_state(self.scheduler.state_dict(), folder / SCHEDULER_NAME)
             state = {"step": self.step, "total_steps": self.total_steps, "arguments": asdict(self.args)}
             (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
         if self.ranks.world_size > 1:
             torch.distributed.barrier()
-        rng = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
-        torch.save(rng, folder / f"rng_state_{self.ranks.rank}.pt")
+        save_rng_state(folder / rng_state_name(self.ranks.rank))
         if self.ranks.main:
             self._prune_checkpoints()
         return folder
@@ -674,14 +680,28 @@ class Trainer:
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Restore weights, optimiser, scheduler, step and RNG states from a checkpoint folder."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
+        refuse_pickled(folder)
         state = json.loads((folder / STATE_NAME).read_text())
         saved = state.get("arguments", {})
         changed = [k for k in RESUME_CHECKED if k in saved and saved[k] != getattr(self.args, k)]
         if changed:
             logger.warning("Resuming with changed settings %s; the run will not match an uninterrupted one.", changed)
+        self.load_weights(folder)
+        self.optimizer.load_state_dict(load_optimizer_state(folder / OPTIMIZER_NAME))
+        self.scheduler.load_state_dict(load_scheduler_state(folder / SCHEDULER_NAME))
+        self.step = int(state["step"])
+        self._stream = None
+        rng_path = folder / rng_state_name(self.ranks.rank)
+        if rng_path.exists():
+            restore_rng_state(rng_path)
+        logger.info("Resumed from %s at step %d of %d.", folder, self.step, self.total_steps)
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Set the trainable weights to a checkpoint's (nothing else: enough to export its model)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
         weights = load_file(folder / TRAINABLE_NAME)
         parameters = dict(self.model.named_parameters())
         missing = [name for name, p in parameters.items() if p.requires_grad and name not in weights]
@@ -692,19 +712,6 @@ class Trainer:
         with torch.no_grad():
             for name, tensor in weights.items():
                 parameters[name].copy_(tensor)
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.device))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
-        self.step = int(state["step"])
-        self._stream = None
-        rng_path = folder / f"rng_state_{self.ranks.rank}.pt"
-        if rng_path.exists():
-            rng = torch.load(rng_path, weights_only=False)
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-        logger.info("Resumed from %s at step %d of %d.", folder, self.step, self.total_steps)
 
     def export(self, folder: str | Path, *, form: str | None = None, seconds: float | None = None) -> Path:
         """Write the model folder (see :func:`training.export.export_model`) with its card."""
@@ -798,5 +805,6 @@ def export_checkpoint(
     if adapter_dtype:
         values["adapter_dtype"] = adapter_dtype
     trainer = Trainer(TrainingArguments.from_dict(values))
-    trainer.load_checkpoint(checkpoint)
+    trainer.load_weights(checkpoint)
+    trainer.step = int(state["step"])
     return trainer.export(output, form=form)
