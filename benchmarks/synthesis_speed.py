@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reasonembed_rag.training.llm import LLMClient, LocalLLMServer
+    from reasonembed_rag.llm import LLMClient, LocalLLMServer
     from reasonembed_rag.training.remixer import ReMixer, SynthesisSettings, load_sources
     from reasonembed_rag.training.remixer.annotator import LogitAnnotator
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         """Stage 3 only: reasoning requests fail fast, are counted, and leave rows for a later run."""
 
         def chat(self, messages, **options):  # noqa: ANN001, ANN003, ANN201
-            from reasonembed_rag.training.llm import LLMError
+            from reasonembed_rag.llm import LLMError
 
             raise LLMError("benchmark: stage 3 only")
 

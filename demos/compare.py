@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -34,11 +33,20 @@ from typing import Any
 
 from reasonembed_rag.evaluation.data import RetrievalTask, load_folder_task, load_hub_task
 from reasonembed_rag.evaluation.offline import CHAMP_TASK, build_offline_tasks
-from reasonembed_rag.training.llm import LLMClient, LLMConfig
+from reasonembed_rag.llm import (
+    LLMChoice,
+    LLMClient,
+    LLMConfig,
+    add_llm_arguments,
+    choose_llm,
+    choose_llm_from_args,
+    display_model,
+    exit_cleanly_on_sigterm,
+)
 
 from . import core
 from .core import AGENTS, MODES, AgentSettings
-from .llm import display_model, llm_endpoint, llm_endpoint_identity, resolve_mode
+from .llm import resolve_mode
 from .scoring import answer_matches, judge_answer, summarize
 
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_RETRIEVERS", "main", "markdown_section", "run_comparison"]
@@ -91,8 +99,8 @@ class AnswerCache:
 class _LazyEndpoint:
     """The LLM endpoint, opened (a local server started) only when a question is not in the cache."""
 
-    def __init__(self, stack: contextlib.ExitStack, llm: LLMConfig | None, quiet: bool) -> None:
-        self._stack, self._llm, self._quiet = stack, llm, quiet
+    def __init__(self, stack: contextlib.ExitStack, choice: LLMChoice, quiet: bool) -> None:
+        self._stack, self._choice, self._quiet = stack, choice, quiet
         self.config: LLMConfig | None = None
         self.description = ""
         self.modes: dict[str, tuple[str, str]] = {}
@@ -100,11 +108,12 @@ class _LazyEndpoint:
     @property
     def identity(self) -> str:
         """The model name answers are cached under (known without starting a local server)."""
-        return llm_endpoint_identity(self._llm)
+        return self._choice.identity
 
     def open(self) -> LLMConfig:
         if self.config is None:
-            self.config, self.description = self._stack.enter_context(llm_endpoint(self._llm, quiet=self._quiet))
+            endpoint = self._stack.enter_context(self._choice.open(announce=not self._quiet))
+            self.config, self.description = endpoint.config, endpoint.description
         return self.config
 
     def mode(self, requested: str) -> tuple[str, str]:
@@ -161,7 +170,7 @@ def run_comparison(
     data: str | Path | None = None,
     tasks: tuple[str, ...] | None = None,
     chroma: str | Path | None = None,
-    llm: LLMConfig | None = None,
+    llm: LLMChoice | LLMConfig | None = None,
     settings: AgentSettings | None = None,
     encoders: Mapping[str, Any] | None = None,
     judge: bool = False,
@@ -181,7 +190,8 @@ def run_comparison(
         tasks: Task names (default: ``champ_concepts`` offline, every task of a folder).
         chroma: Chroma folder or URL for the dense collections (default ``OUTPUT/chroma``; pass the evaluation's to
             reuse its vectors).
-        llm: The endpoint; None: ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` if set, else a local SmolLM2 server.
+        llm: The LLM: a choice (:func:`reasonembed_rag.llm.choose_llm`) or an endpoint's config; None:
+            ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` if set, else a local SmolLM2 server started when first needed.
         settings: Agent limits and prompt settings (default :class:`~demos.core.AgentSettings`).
         encoders: Already loaded encoders by retriever name (e.g. the demo's), used instead of loading them again.
         judge: Also ask the LLM whether each answer agrees with the gold answer.
@@ -213,7 +223,8 @@ def run_comparison(
     retriever_info: dict[str, dict[str, Any]] = {}
     counts = {"cached": 0, "answered": 0}
     with contextlib.ExitStack() as stack:
-        endpoint = _LazyEndpoint(stack, llm, quiet)
+        choice = LLMChoice("flags", config=llm) if isinstance(llm, LLMConfig) else llm or choose_llm()
+        endpoint = _LazyEndpoint(stack, choice, quiet)
         for task in task_list:
             questions = task.queries[:limit] if limit else task.queries
             sources, task_skipped = open_retrievers(
@@ -469,8 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help=f"BRIGHT-layout folder or {HUB_DATASET} (default: offline CHAMP)")
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all of --data)")
     parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: OUTPUT/chroma)")
-    parser.add_argument("--llm-model", default=None, help="model name at the endpoint (default: $OPENAI_MODEL)")
-    parser.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
     parser.add_argument("--k", type=int, default=AgentSettings.k, help="documents shown per search")
     parser.add_argument("--max-searches", type=int, default=AgentSettings.max_searches, help="searches per question")
     parser.add_argument("--answer-tokens", type=int, default=AgentSettings.answer_tokens, help="token cap of answers")
@@ -478,19 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge", action="store_true", help="also let the LLM judge answers against the gold answer")
     parser.add_argument("--no-cache", action="store_true", help="answer every question again")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_llm_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison from the command line; print the report and where it is."""
     args = build_parser().parse_args(argv)
-    # A plain SIGTERM would skip the clean-up that stops a local LLM server; exit through Python instead.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    llm = None
-    if args.llm_model or args.llm_base_url:
-        llm = LLMConfig.from_env(model=args.llm_model, base_url=args.llm_base_url)
-        if not llm.model:
-            raise SystemExit("--llm-base-url needs --llm-model (or OPENAI_MODEL): the model name the endpoint serves.")
+    exit_cleanly_on_sigterm()  # a plain SIGTERM would skip the clean-up that stops a local LLM server
+    try:
+        llm = choose_llm_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f"python -m demos.compare: error: {error}") from error
     settings = AgentSettings(
         k=args.k,
         depth=max(AgentSettings.depth, args.k),

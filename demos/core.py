@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from reasonembed_rag.training.llm import Message
+from reasonembed_rag.llm import Message
 
 __all__ = [
     "AGENTS",

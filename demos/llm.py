@@ -1,106 +1,39 @@
-"""The LLM behind the agents: any OpenAI-compatible endpoint, offline a local ``transformers serve`` of SmolLM2.
+"""The agents' framework-side LLM pieces; which endpoint to use is the core's decision.
 
-* :func:`llm_endpoint` - a context manager giving the :class:`~training.llm.LLMConfig` to use: the one passed in,
-  else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL`` from the environment, else a
-  :class:`~training.llm.LocalLLMServer` started on 127.0.0.1 for the duration and stopped after.
+The endpoint (flags, ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL``, else a local ``transformers serve``
+of SmolLM2) comes from :func:`reasonembed_rag.llm.choose_llm`, as for robustness and ReMixer. Here:
+
 * :func:`resolve_mode` - ``tools`` or ``loop`` for ``auto``: one probe request offers the model a search tool and
   checks whether a tool call comes back (models that cannot call tools, like SmolLM2-135M, answer in prose, and
   servers that reject tools count as "cannot"). The probe runs once per endpoint and model in a process.
 * :func:`llama_index_llm`, :func:`langchain_chat_model` - the frameworks' own OpenAI-compatible chat models.
+* :func:`usage_from_raw` - token counts from a framework's raw OpenAI response.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from reasonembed_rag.training.llm import LLMConfig, LocalLLMServer
+from reasonembed_rag.llm import OPENAI_DEFAULT_BASE, LLMConfig
 
 from .core import SEARCH_TOOL_DESCRIPTION, SEARCH_TOOL_NAME
 
 __all__ = [
     "detect_tool_calling",
-    "display_model",
     "langchain_chat_model",
     "llama_index_llm",
-    "llm_endpoint",
-    "llm_endpoint_identity",
     "resolve_mode",
     "usage_from_raw",
 ]
 
 logger = logging.getLogger(__name__)
 
-OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 DEFAULT_CONTEXT_WINDOW = 8192
 """Context window LlamaIndex assumes for an endpoint model (SmolLM2's; raise it with ``context_window=``)."""
 _PROBE_TOKENS = 64
 _PROBE_MESSAGE = "Use the search_documents tool to find documents about the Pythagorean theorem."
 _PROBES: dict[tuple[str, str], tuple[bool, str]] = {}
-
-
-@contextlib.contextmanager
-def llm_endpoint(
-    config: LLMConfig | None = None,
-    *,
-    model: str | None = None,
-    base_url: str | None = None,
-    threads: int | None = 1,
-    quiet: bool = False,
-) -> Iterator[tuple[LLMConfig, str]]:
-    """The endpoint to use, and a one-line description of where it came from.
-
-    Args:
-        config: Use this endpoint as is.
-        model: Model name (overrides ``OPENAI_MODEL``).
-        base_url: ``http://host:port/v1`` (overrides ``OPENAI_BASE_URL``).
-        threads: torch threads of a local server (1 is fastest on a busy 2-core machine).
-        quiet: Do not print when a local server starts.
-
-    Yields:
-        ``(config, description)``. Without ``config``, ``model``/``base_url`` or the ``OPENAI_*`` variables, a local
-        ``transformers serve`` of SmolLM2-135M-Instruct runs while the context is open.
-
-    Raises:
-        ValueError: a base URL is set but no model name.
-    """
-    if config is not None:
-        yield config, f"{display_model(config.model)} at {config.base_url or OPENAI_DEFAULT_BASE}"
-        return
-    if base_url or model or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_MODEL"):
-        resolved = LLMConfig.from_env(base_url=base_url, model=model)
-        if not resolved.model:
-            raise ValueError(
-                f"An LLM endpoint is set ({resolved.base_url}) but no model name: pass --llm-model NAME or set "
-                "OPENAI_MODEL to the model the endpoint serves."
-            )
-        yield resolved, f"{display_model(resolved.model)} at {resolved.base_url or OPENAI_DEFAULT_BASE}"
-        return
-    if not quiet:
-        print("Starting a local LLM (transformers serve of SmolLM2-135M-Instruct on 127.0.0.1) ...", flush=True)
-    with LocalLLMServer(threads=threads) as server:
-        yield server.config(), f"local transformers serve of SmolLM2-135M-Instruct at {server.base_url}"
-
-
-def display_model(model: str | None) -> str:
-    """A model name for reports: a local folder (what ``transformers serve`` calls its model) by its last part."""
-    text = str(model)
-    return Path(text).name if os.path.isabs(text) else text
-
-
-def llm_endpoint_identity(config: LLMConfig | None = None, *, model: str | None = None) -> str:
-    """The model name :func:`llm_endpoint` would use, found without starting anything (for cache keys)."""
-    if config is not None:
-        return str(config.model)
-    if model or os.environ.get("OPENAI_MODEL"):
-        return str(model or os.environ["OPENAI_MODEL"])
-    from reasonembed_rag.training.llm import default_local_model
-
-    return str(default_local_model())
 
 
 def detect_tool_calling(config: LLMConfig) -> tuple[bool, str]:

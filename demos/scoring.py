@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reasonembed_rag.training.llm import ChatModel, LLMError
+from reasonembed_rag.llm import ChatModel, LLMError
 
 __all__ = ["LONG_GOLD_CHARS", "answer_matches", "judge_answer", "summarize"]
 

@@ -21,6 +21,7 @@ from .evaluation.cli import format_table
 from .evaluation.data import load_folder_task
 from .evaluation.offline import OFFLINE_TASKS, build_offline_tasks
 from .evaluation.runner import BM25, VIAS, TaskResult, evaluate_bm25, evaluate_dense
+from .llm import LLMChoice, add_llm_arguments, choose_llm_from_args
 from .models import ModelNotAvailableError
 
 DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
@@ -41,12 +42,13 @@ def run_demo(
     chroma: str | None = None,
     agent_questions: int = DEFAULT_AGENT_QUESTIONS,
     robustness: bool = True,
+    llm: LLMChoice | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the demo and return what was written to ``results.json``.
 
-    ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``OPENAI_BASE_URL``
-    names one); ``robustness=False`` skips the robustness summary.
+    ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``llm`` or
+    ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` name an endpoint); ``robustness=False`` skips the robustness summary.
     """
     from .encoder import ReasonEmbedEncoder
 
@@ -85,6 +87,7 @@ def run_demo(
             retrievers=tuple(name for name in AGENT_RETRIEVERS if name == BM25 or name in models),
             chroma=chroma,
             encoders=encoders,
+            llm=llm,
             quiet=quiet,
         )
     payload = {
@@ -188,6 +191,7 @@ def _demo(args: argparse.Namespace) -> int:
         chroma=args.chroma,
         agent_questions=args.agent_questions,
         robustness=not args.no_robustness,
+        llm=choose_llm_from_args(args),
     )
     print((output / "report.md").read_text())
     print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'ndcg.png'}")
@@ -213,6 +217,7 @@ def register(commands: Any) -> None:
         default=DEFAULT_AGENT_QUESTIONS,
         metavar="N",
         help=f"CHAMP questions each agent answers with each retriever (default {DEFAULT_AGENT_QUESTIONS}; 0 skips the "
-        "agents). The LLM: OPENAI_BASE_URL / OPENAI_API_KEY / OPENAI_MODEL, else a local SmolLM2 server",
+        "agents)",
     )
+    add_llm_arguments(parser, title="LLM of the agents (default: OPENAI_*, else a local transformers serve)")
     parser.set_defaults(func=_demo)

@@ -19,7 +19,7 @@ if [[ " $STEPS " == *" synthesize "* ]]; then
   # ReMixer through the local SmolLM2 server (started and stopped by the command), scores read from the score
   # token's logits with per-query calibration; plus the train side's real gold rows as a separate task file.
   "$PY/reasonembed-train" synthesize --seeds offline --output "$DATA" --max-seeds "${MAX_SEEDS:-48}" \
-    --annotator-logits --logit-calibration query --keep-candidates 15 --max-tokens 128 --train-side-rows \
+    --annotator-logits --logit-calibration query --keep-candidates 15 --llm-max-tokens 128 --train-side-rows \
     --llm-threads "$THREADS"
 fi
 

@@ -99,7 +99,7 @@ def local_server():
     """The REAL offline LLM for every test that needs one: a ``transformers serve`` of SmolLM2-135M-Instruct on
     127.0.0.1 (one thread), started once per test session and stopped at its end."""
     pytest.importorskip("fastapi")
-    from reasonembed_rag.training.llm import LocalLLMServer
+    from reasonembed_rag.llm import LocalLLMServer
 
     server = LocalLLMServer(threads=1)
     with server:

@@ -472,7 +472,7 @@ class ScriptedEndpoint:
 
     @property
     def config(self) -> Any:
-        from reasonembed_rag.training.llm import LLMConfig
+        from reasonembed_rag.llm import LLMConfig
 
         return LLMConfig(
             base_url=f"http://127.0.0.1:{self.server.server_port}/v1", api_key="x", model="scripted", max_retries=0

@@ -1,5 +1,5 @@
 """ReMixer control flow with a scripted fake LLM: stages, malformed replies, resume after a kill, source exclusion,
-reply parsing, prompts, seeds, and the LLM client's retries (against a mocked HTTP transport). Fast: no model."""
+reply parsing, prompts, seeds, and the ``synthesize`` command's wiring. Fast: no model."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 
-from reasonembed_rag.training.llm import Completion, LLMClient, LLMConfig, LLMError, map_concurrently
+from reasonembed_rag.llm import Completion, LLMConfig, LLMError
 from reasonembed_rag.training.remixer.mining import BM25Retriever, exclude_source
 from reasonembed_rag.training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
 from reasonembed_rag.training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
@@ -551,115 +550,6 @@ def test_mining_excludes_the_source_by_id_and_by_content():
     assert mined.source_excluded == 2 and len(mined.candidates) == 3
 
 
-# ------------------------------------------------------------------------------------------------ LLM client
-
-
-def _client(handler, **config) -> tuple[LLMClient, list[float]]:
-    waits: list[float] = []
-    settings = {"base_url": "http://llm.test/v1", "api_key": "k", "model": "m", "max_retries": 3, **config}
-    client = LLMClient(
-        LLMConfig(**settings), sleep=waits.append, http_client=httpx.Client(transport=httpx.MockTransport(handler))
-    )
-    return client, waits
-
-
-def _ok(text: str = "hello") -> httpx.Response:
-    return httpx.Response(
-        200,
-        json={
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-        },
-    )
-
-
-def test_client_retries_429_and_5xx_with_backoff_and_counts_tokens():
-    answers = iter(
-        [
-            httpx.Response(429, json={"error": {"message": "slow down"}}, headers={"retry-after": "2"}),
-            httpx.Response(503, json={"error": {"message": "busy"}}),
-            _ok("4"),
-        ]
-    )
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        return next(answers)
-
-    client, waits = _client(handler, temperature=1.0, top_p=0.6)
-    completion = client.chat([{"role": "user", "content": "2+2?"}], max_tokens=5)
-    assert completion.text == "4" and completion.finish_reason == "stop"
-    assert len(seen) == 3 and seen[0]["max_tokens"] == 5 and seen[0]["top_p"] == 0.6 and seen[0]["model"] == "m"
-    assert 1.0 <= waits[0] <= 2.0  # Retry-After (2 s) with jitter
-    assert len(waits) == 2
-    assert client.usage.snapshot() == {
-        "requests": 1,
-        "retries": 2,
-        "failures": 0,
-        "prompt_tokens": 11,
-        "completion_tokens": 3,
-    }
-
-
-def test_client_gives_up_after_max_retries_and_does_not_retry_client_errors():
-    client, waits = _client(lambda request: httpx.Response(500, json={"error": {"message": "down"}}))
-    with pytest.raises(LLMError, match="after 4 attempts") as error:
-        client.chat([{"role": "user", "content": "hi"}])
-    assert error.value.retryable and len(waits) == 3
-    assert waits[1] > waits[0] * 0.9  # back-off grows (jitter aside)
-    client, waits = _client(lambda request: httpx.Response(400, json={"error": {"message": "bad"}}))
-    with pytest.raises(LLMError, match="HTTP 400") as error:
-        client.chat([{"role": "user", "content": "hi"}])
-    assert not error.value.retryable and waits == []
-
-
-def test_client_retries_connection_errors():
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        if len(calls) == 1:
-            raise httpx.ConnectError("refused")
-        return _ok()
-
-    client, waits = _client(handler)
-    assert client.chat([{"role": "user", "content": "hi"}]).text == "hello"
-    assert len(waits) == 1
-
-
-def test_config_from_env_and_validation(monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://env/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "secret")
-    monkeypatch.setenv("OPENAI_MODEL", "env-model")
-    config = LLMConfig.from_env(model="mine", concurrency=8)
-    assert (config.base_url, config.api_key, config.model, config.concurrency) == (
-        "http://env/v1",
-        "secret",
-        "mine",
-        8,
-    )
-    with pytest.raises(ValueError, match="top_p"):
-        LLMConfig(top_p=0)
-    with pytest.raises(ValueError, match="--model"):
-        LLMClient(LLMConfig(base_url="http://x/v1"))
-
-
-def test_map_concurrently_returns_every_result_and_errors():
-    def work(value: int) -> int:
-        if value == 3:
-            raise LLMError("nope")
-        return value * 2
-
-    results = dict(map_concurrently(work, range(10), concurrency=3))
-    assert set(results) == set(range(10))
-    assert isinstance(results[3], LLMError) and results[4] == 8
-
-
 # ------------------------------------------------------------------------------------------------ command line
 
 
@@ -685,7 +575,16 @@ def test_synthesize_registers_on_reasonembed_train():
         ]
     )
     assert args.handler is run and args.tasks == ["a", "b"] and args.annotator_logits and args.miner == "minilm-l6"
-    assert (args.temperature, args.top_p) == (1.0, 0.6)
+    assert (args.llm_temperature, args.llm_top_p) == (1.0, 0.6)
+    # the spellings synthesize had before the shared --llm-* flags keep working
+    old = ["--base-url", "http://h/v1", "--model", "m", "--api-key", "k", "--local-model", "/f"]
+    old += ["--temperature", "0.5", "--top-p", "0.8", "--max-tokens", "99", "--concurrency", "3"]
+    old += ["--timeout", "7", "--max-retries", "1"]
+    args = parser.parse_args(["synthesize", "--seeds", "offline", "--output", "out", *old])
+    endpoint = (args.llm_base_url, args.llm_model, args.llm_api_key, args.llm_local_model)
+    assert endpoint == ("http://h/v1", "m", "k", "/f")
+    assert (args.llm_temperature, args.llm_top_p, args.llm_max_tokens, args.llm_concurrency) == (0.5, 0.8, 99, 3)
+    assert (args.llm_timeout, args.llm_max_retries) == (7.0, 1)
 
 
 def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
@@ -696,8 +595,9 @@ def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
 
 
 def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, monkeypatch, capsys):
-    """The command's wiring: no --base-url starts the local server, whose config feeds the client (both faked)."""
-    import reasonembed_rag.training.llm as llm_module
+    """The command's wiring: no --llm-base-url starts the local server, whose config feeds the client (both faked)."""
+    import reasonembed_rag.llm as llm_package
+    import reasonembed_rag.llm.server as server_module
     from reasonembed_rag.training.remixer.cli import main
 
     started = []
@@ -705,7 +605,7 @@ def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, mo
     class FakeServer:
         def __init__(self, model=None, *, threads=None, **options):
             started.append(threads)
-            self.base_url, self.startup_seconds = "http://127.0.0.1:1/v1", 0.1
+            self.base_url, self.startup_seconds, self.model = "http://127.0.0.1:1/v1", 0.1, "/models/smollm2"
 
         def __enter__(self):
             return self
@@ -721,9 +621,10 @@ def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, mo
             super().__init__()
             assert config.model == "/models/smollm2" and config.concurrency == 1 and config.top_p == 0.6
 
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.setattr(llm_module, "LocalLLMServer", FakeServer)
-    monkeypatch.setattr(llm_module, "LLMClient", FakeClient)
+    for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(server_module, "LocalLLMServer", FakeServer)
+    monkeypatch.setattr(llm_package, "LLMClient", FakeClient)
     seeds = tmp_path / "corpus.jsonl"
     seeds.write_text("".join(json.dumps({"id": k, "content": v}) + "\n" for k, v in CORPUS.items()), encoding="utf-8")
     arguments = ["--seeds", str(seeds), "--tasks", "toy_math", "--instruction", INSTRUCTION, "--min-chars", "10"]
@@ -793,30 +694,3 @@ def test_mining_with_an_encoder_excludes_the_source(tmp_path):
     mined = [json.loads(line) for line in (tmp_path / "out/work/toy_math/candidates.jsonl").read_text().splitlines()]
     assert all(row["miner"] == "bag-of-words" and len(row["candidates"]) <= 3 for row in mined)
     assert not any({"area", "copy-of-area"} & set(row["candidates"]) for row in mined if row["source_excluded"] == 2)
-
-
-def test_sigterm_unwinds_so_servers_are_stopped(tmp_path: Path) -> None:
-    """A killed command must run its cleanup (the local LLM server is stopped in a ``with`` block)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    marker = tmp_path / "cleaned"
-    script = (
-        "import sys, time\n"
-        "from training.llm import _exit_cleanly_on_sigterm\n"
-        "_exit_cleanly_on_sigterm()\n"
-        "try:\n"
-        "    print('ready', flush=True)\n"
-        "    time.sleep(60)\n"
-        "finally:\n"
-        f"    open({str(marker)!r}, 'w').write('stopped')\n"
-    )
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 128 + signal.SIGTERM
-    assert time.monotonic() - started < 30
-    assert marker.read_text() == "stopped"

@@ -23,7 +23,7 @@ DISTRACTORS = {
 
 
 def test_local_server_answers_chat_completions_offline(local_server):
-    from reasonembed_rag.training.llm import LLMClient
+    from reasonembed_rag.llm import LLMClient
 
     client = LLMClient(local_server.config(max_tokens=12, temperature=0.0))
     completion = client.chat([{"role": "user", "content": "What is 2 + 2? Answer with a number."}])
@@ -35,7 +35,7 @@ def test_local_server_answers_chat_completions_offline(local_server):
 
 
 def test_synthesis_end_to_end_on_three_documents(local_server, tmp_path):
-    from reasonembed_rag.training.llm import LLMClient
+    from reasonembed_rag.llm import LLMClient
     from reasonembed_rag.training.remixer import ReMixer, SynthesisSettings
     from reasonembed_rag.training.remixer.seeds import TaskSource, select_seeds
 

@@ -156,15 +156,28 @@ def test_bad_arguments_get_clear_errors(capsys):
     assert main(["robustness", "--model", "bm25", "--families", "misspelling,typo", "--data", "/nonexistent"]) == 2
     error = capsys.readouterr().err
     assert "'typo'" in error and ", ".join(FAMILIES) in error
+    # an endpoint without a model name is refused before anything loads, naming the flag that fixes it
+    assert main(["robustness", "--model", "bm25", "--llm-base-url", "http://127.0.0.1:9/v1", "--data", "/none"]) == 2
+    assert "--llm-model" in capsys.readouterr().err
 
 
 def test_paraphrase_is_skipped_with_a_note_without_an_llm(monkeypatch):
+    from reasonembed_rag.llm import choose_llm
+    from reasonembed_rag.robustness.cli import _llm
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    # paraphrasing is opt-in: the offline default LLM is not started for it, an endpoint or --llm-local is used
+    with _llm(choose_llm(), ["paraphrase"]) as config:
+        assert config is None
+    with _llm(choose_llm(base_url="http://127.0.0.1:9/v1", model="m"), ["paraphrase"]) as config:
+        assert config is not None and config.model == "m"
+    with _llm(choose_llm(base_url="http://127.0.0.1:9/v1", model="m"), ["shuffle"]) as config:
+        assert config is None
     from reasonembed_rag.evaluation.data import Query, RetrievalTask
-    from reasonembed_rag.robustness.paraphrase import clean_reply, llm_config
+    from reasonembed_rag.robustness.paraphrase import clean_reply
     from reasonembed_rag.robustness.runner import RobustnessSettings, build_variants
 
-    monkeypatch.delenv("OPENAI_MODEL", raising=False)
-    assert llm_config() is None
     task = RetrievalTask("t", [Query("q1", "How many primes are below 20?", ["d1"])], {"d1": "primes"}, None)
     variants = build_variants(task, RobustnessSettings(families=["paraphrase", "shuffle"], seeds=2))
     assert "no LLM configured" in variants.notes["paraphrase"]

@@ -17,14 +17,17 @@ QUERIES = [
 
 
 def test_paraphrase_family_through_a_real_local_llm(local_server, monkeypatch):
-    from reasonembed_rag.robustness.paraphrase import llm_config
+    from reasonembed_rag.llm import choose_llm
     from reasonembed_rag.robustness.runner import RobustnessSettings, build_variants, run_robustness
 
     monkeypatch.setenv("OPENAI_BASE_URL", local_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "local")
     monkeypatch.setenv("OPENAI_MODEL", local_server.model)
-    config = llm_config(temperature=0.7, top_p=0.9, concurrency=1, max_tokens=64)
-    assert config is not None and config.base_url == local_server.base_url
+    choice = choose_llm(temperature=0.7, top_p=0.9, concurrency=1, max_tokens=64)
+    assert choice.source == "environment"
+    with choice.open() as endpoint:
+        config = endpoint.config
+    assert config.base_url == local_server.base_url and config.model == local_server.model
 
     documents = {"d1": "The multiplication principle counts arrangements.", "d2": "Every integer factors into primes."}
     task = RetrievalTask(

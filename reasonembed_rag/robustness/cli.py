@@ -10,26 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..llm import LLMChoice, LLMConfig, add_llm_arguments, choose_llm_from_args
 from .perturb import DEFAULT_RATE, FAMILIES
 from .poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipSettings
 from .runner import DEFAULT_SEEDS, markdown_section, plot, run_robustness
 
 
 @contextlib.contextmanager
-def _llm(args: argparse.Namespace) -> Iterator[Any]:
-    """The LLM config for paraphrases: a local transformers serve (--llm-local), flags / OPENAI_*, or None."""
-    from .paraphrase import llm_config
-
-    sampling = {"temperature": args.llm_temperature, "top_p": 0.9, "concurrency": args.llm_concurrency}
-    if "paraphrase" not in [f.strip() for f in args.families.split(",")]:
+def _llm(choice: LLMChoice, families: list[str]) -> Iterator[LLMConfig | None]:
+    """The LLM config for paraphrases, or None: paraphrasing is opt-in, so the offline default (a local server that
+    nothing asked for) does not run; --llm-local asks for it, --llm-base-url / --llm-model or OPENAI_* name another."""
+    if "paraphrase" not in families or choice.source == "default":
         yield None
-    elif args.llm_local:
-        from reasonembed_rag.training.llm import LocalLLMServer
-
-        with LocalLLMServer(threads=1) as server:
-            yield server.config(**sampling)
-    else:
-        yield llm_config(base_url=args.llm_base_url, api_key=args.llm_api_key, model=args.llm_model, **sampling)
+        return
+    with choice.open(announce=True) as endpoint:
+        yield endpoint.config
 
 
 def _robustness(args: argparse.Namespace) -> int:
@@ -46,9 +41,10 @@ def _robustness(args: argparse.Namespace) -> int:
         hotflip=hotflip,
         max_queries=args.max_queries,
     )
+    choice = choose_llm_from_args(args)
     tasks = load_tasks(args.data, task_names(args), instruction=args.instruction)
     model = load_model(args)
-    with _llm(args) as llm:
+    with _llm(choice, settings.families) as llm:
         payload = run_robustness(
             tasks,
             [model],
@@ -114,12 +110,9 @@ def register(commands: Any) -> None:
         help="start from the query-copy passage (default) or from random tokens",
     )
     parser.add_argument("--max-queries", type=int, default=None, help="seeded sample of queries per task")
-    parser.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint for paraphrases")
-    parser.add_argument("--llm-api-key", default=None, help="its API key (default OPENAI_API_KEY)")
-    parser.add_argument("--llm-model", default=None, help="its model name (default OPENAI_MODEL)")
-    parser.add_argument(
-        "--llm-local", action="store_true", help="paraphrase with a local transformers serve of SmolLM2-135M-Instruct"
+    add_llm_arguments(
+        parser,
+        sampling={"temperature": 0.7, "top_p": 0.9, "max_tokens": 1024, "concurrency": 2},
+        title="LLM for paraphrases (any OpenAI-compatible endpoint; none by default: OPENAI_* or --llm-local)",
     )
-    parser.add_argument("--llm-temperature", type=float, default=0.7, help="paraphrase sampling temperature")
-    parser.add_argument("--llm-concurrency", type=int, default=2, help="paraphrase requests in flight")
     parser.set_defaults(func=_robustness)

@@ -1,23 +1,24 @@
 """The ``paraphrase`` family: an LLM behind any OpenAI-compatible endpoint rewrites each query.
 
-The client is :class:`training.llm.LLMClient` (retries, back-off, concurrency). The endpoint comes from explicit
-settings or the ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL`` environment variables; with no model
-name configured the family is skipped with a note (:func:`paraphrase_unavailable`). Each seed sends its own
-sampling seed, so servers that honour it give reproducible paraphrases. A reply that is empty, or that is not a
-rewrite (the same text), keeps the original query and is counted as ``unchanged``; a reply that keeps fewer than
-:data:`MIN_OVERLAP` of the query's content words (typically an answer instead of a rewrite) keeps it too, counted
-as ``rejected``; a failed request likewise (``failed``). Small local models may ignore the sampling seed (a
-``transformers serve`` of SmolLM2-135M-Instruct gave the same paraphrases for every seed).
+The client is :class:`reasonembed_rag.llm.LLMClient` (retries, back-off, concurrency). The endpoint is the project's
+one LLM choice (:func:`reasonembed_rag.llm.choose_llm`: ``--llm-*`` flags, else ``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY`` / ``OPENAI_MODEL``). Paraphrasing is opt-in because it costs an LLM call per query and seed: when
+nothing names an endpoint and ``--llm-local`` is not given, the family is skipped with a note
+(:func:`paraphrase_unavailable`). Each seed sends its own sampling seed, so servers that honour it give reproducible
+paraphrases. A reply that is empty, or that is not a rewrite (the same text), keeps the original query and is
+counted as ``unchanged``; a reply that keeps fewer than :data:`MIN_OVERLAP` of the query's content words (typically
+an answer instead of a rewrite) keeps it too, counted as ``rejected``; a failed request likewise (``failed``). Small
+local models may ignore the sampling seed (a ``transformers serve`` of SmolLM2-135M-Instruct gave the same
+paraphrases for every seed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Sequence
-from typing import Any
 
+from ..llm import LLMClient, LLMConfig, LLMError
 from .perturb import Perturbed
 
 SYSTEM = (
@@ -35,25 +36,14 @@ MIN_OVERLAP = 0.2
 _PREFIX = re.compile(r"^\s*(?:rewritten query|paraphrased? query|paraphrase|query|rewrite)\s*:\s*", re.IGNORECASE)
 
 
-def paraphrase_unavailable(config: Any) -> str | None:
-    """Why paraphrases cannot be made with ``config`` (an ``LLMConfig`` or None), or None when they can."""
-    if config is None or not getattr(config, "model", None):
+def paraphrase_unavailable(config: LLMConfig | None) -> str | None:
+    """Why paraphrases cannot be made with ``config``, or None when they can."""
+    if config is None or not config.model:
         return (
             "skipped: no LLM configured. Set --llm-base-url and --llm-model (or OPENAI_BASE_URL and OPENAI_MODEL), "
             "or pass --llm-local to start a local transformers serve of SmolLM2-135M-Instruct."
         )
     return None
-
-
-def llm_config(
-    *, base_url: str | None = None, api_key: str | None = None, model: str | None = None, **sampling: Any
-) -> Any:
-    """An ``LLMConfig`` from explicit settings, falling back to ``OPENAI_*``; None when no model is named anywhere."""
-    if not (model or os.environ.get("OPENAI_MODEL")):
-        return None
-    from reasonembed_rag.training.llm import LLMConfig
-
-    return LLMConfig.from_env(base_url=base_url, api_key=api_key, model=model, **sampling)
 
 
 def clean_reply(reply: str) -> str:
@@ -67,22 +57,20 @@ def clean_reply(reply: str) -> str:
 
 def paraphrase_queries(
     texts: Sequence[str],
-    config: Any,
+    config: LLMConfig,
     *,
     rate: float,
     seed: int,
     max_tokens: int | None = None,
     show_progress: bool | None = None,
 ) -> tuple[list[Perturbed], dict[str, int]]:
-    """Paraphrase each text once with the LLM of ``config`` (an ``LLMConfig``), seeded with ``seed``.
+    """Paraphrase each text once with the LLM of ``config``, seeded with ``seed``.
 
     Returns:
         The paraphrases (``changed`` is the number of the original's words that no longer occur in the paraphrase)
         and counts: ``requests``, ``rewritten``, ``unchanged`` (empty or identical reply), ``rejected``, ``failed``.
     """
     from tqdm.auto import tqdm
-
-    from reasonembed_rag.training.llm import LLMClient, LLMError
 
     client = LLMClient(dataclasses.replace(config, seed=seed))
     budget = max_tokens or max(64, min(config.max_tokens, 2 * max((len(t.split()) for t in texts), default=0) + 48))

@@ -410,7 +410,8 @@ def run_robustness(
         hotflip: HotFlip budget (default :class:`.poison.HotFlipSettings`).
         max_queries: Evaluate a seeded sample of at most this many queries per task.
         max_words: Word budget of a query-copy passage.
-        llm: An ``training.llm.LLMConfig`` for paraphrases (``.paraphrase.llm_config`` builds one), or None.
+        llm: A :class:`reasonembed_rag.llm.LLMConfig` for paraphrases (from :func:`reasonembed_rag.llm.choose_llm`),
+            or None.
         show_progress: Progress bars (None: when writing to a terminal).
 
     Example:

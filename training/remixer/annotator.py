@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..llm import Message
+from reasonembed_rag.llm import Message
 
 SCORE_PREFIX = "<score>"
 DIGITS = ("1", "2", "3", "4", "5")
@@ -67,7 +67,7 @@ class LogitAnnotator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..llm import default_local_model
+        from reasonembed_rag.llm import default_local_model
 
         folder = Path(model) if model is not None else default_local_model()
         if batch_size < 1 or max_length < 16:

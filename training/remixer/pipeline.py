@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..llm import ChatModel, Completion, LLMError, Message, map_concurrently
+from reasonembed_rag.llm import ChatModel, Completion, LLMError, Message, map_concurrently
+
 from .annotator import LogitAnnotator
 from .mining import BM25, Retriever, exclude_source, make_retriever
 from .parsing import clean_query, clean_reasoning, parse_score, parse_yes_no, reasoning_query
@@ -63,7 +64,7 @@ class SynthesisAborted(RuntimeError):
 
 @dataclass
 class SynthesisSettings:
-    """How ReMixer runs (the LLM's own sampling settings live in :class:`training.llm.LLMConfig`)."""
+    """How ReMixer runs (the LLM's own sampling settings live in :class:`reasonembed_rag.llm.LLMConfig`)."""
 
     output: Path
     """Folder for ``train/``, ``work/`` and ``summary.json``."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..llm import Message
+from reasonembed_rag.llm import Message
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.json")
 STAGES = ("clean", "generate", "reasoning", "annotate_reasoned", "annotate_direct")
