@@ -17,17 +17,15 @@ Example:
 from __future__ import annotations
 
 from .choice import (
-    ENVIRONMENT,
-    OPENAI_DEFAULT_BASE,
     LLMChoice,
     LLMEndpoint,
     add_llm_arguments,
     choose_llm,
     choose_llm_from_args,
     display_model,
-    llm_from_args,
 )
 from .client import (
+    OPENAI_DEFAULT_BASE,
     ChatModel,
     Completion,
     LLMClient,
@@ -40,7 +38,6 @@ from .client import (
 from .server import LocalLLMServer, default_local_model, exit_cleanly_on_sigterm, free_port
 
 __all__ = [
-    "ENVIRONMENT",
     "OPENAI_DEFAULT_BASE",
     "ChatModel",
     "Completion",
@@ -59,6 +56,5 @@ __all__ = [
     "display_model",
     "exit_cleanly_on_sigterm",
     "free_port",
-    "llm_from_args",
     "map_concurrently",
 ]

@@ -7,8 +7,9 @@
 * :class:`LLMChoice` - the decision, made without starting anything (so callers can key caches on
   :attr:`LLMChoice.identity` and pick local-server defaults); :meth:`LLMChoice.open` is the context manager that
   starts the local server when the choice needs one, yields an :class:`LLMEndpoint`, and stops the server after.
-* :func:`add_llm_arguments` / :func:`choose_llm_from_args` / :func:`llm_from_args` - the same ``--llm-*`` flags on
-  every command (robustness, ReMixer's ``synthesize``, the agent comparison, ``demo``) and their resolution.
+* :func:`add_llm_arguments` / :func:`choose_llm_from_args` - the same ``--llm-*`` flags on every command
+  (robustness, ReMixer's ``synthesize``, the agent comparison, ``demo``) and their resolution;
+  ``with choose_llm_from_args(args).open() as endpoint:`` runs a command's LLM.
 
 Robustness, ReMixer and the agents all come through here; the client is :mod:`reasonembed_rag.llm.client`, the
 server :mod:`reasonembed_rag.llm.server`.
@@ -26,17 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import LLMConfig
+from .client import OPENAI_DEFAULT_BASE, LLMConfig
 
-OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
-"""Where the openai client goes when a model name is set and no base URL."""
-ENVIRONMENT = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL")
-"""The environment variables read for an endpoint (the openai client's own names)."""
 SOURCES = ("flags", "environment", "local", "default")
 """Where a choice came from: explicit settings, ``OPENAI_*``, an explicit request for the local server, or the
 offline default (the local server, because nothing named an endpoint)."""
 SAMPLING_FLAGS = ("temperature", "top_p", "max_tokens", "concurrency")
 """The settings :func:`add_llm_arguments` adds for a command that samples from the LLM itself."""
+_DEFAULT_NAME = "SmolLM2-135M-Instruct"
 
 
 @dataclass(frozen=True)
@@ -117,9 +115,6 @@ class LLMChoice:
                 print(f"Local LLM ready at {server.base_url} after {server.startup_seconds:.1f} s", file=sys.stderr)
             description = f"local transformers serve of {display_model(server.model)} at {server.base_url}"
             yield LLMEndpoint(server.config(**merged), description, local=True, startup_seconds=server.startup_seconds)
-
-
-_DEFAULT_NAME = "SmolLM2-135M-Instruct"
 
 
 def choose_llm(
@@ -278,10 +273,3 @@ def choose_llm_from_args(args: argparse.Namespace, **settings: Any) -> LLMChoice
         max_retries=args.llm_max_retries,
         **{**from_flags, **settings},
     )
-
-
-@contextlib.contextmanager
-def llm_from_args(args: argparse.Namespace, *, announce: bool = True, **settings: Any) -> Iterator[LLMEndpoint]:
-    """The endpoint the flags of :func:`add_llm_arguments` choose, with a local server running while open."""
-    with choose_llm_from_args(args, **settings).open(announce=announce) as endpoint:
-        yield endpoint

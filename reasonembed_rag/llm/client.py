@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import random
 import threading
 import time
@@ -30,6 +29,8 @@ R = TypeVar("R")
 Message = dict[str, str]
 """One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
 
+OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+"""Where requests go when a config names no base URL."""
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 """HTTP statuses worth retrying besides 5xx (timeout, conflict, rate limit), as the openai client itself does."""
 
@@ -100,12 +101,13 @@ class TokenUsage:
 
 @dataclass
 class LLMConfig:
-    """Where the LLM is and how to sample from it. :meth:`from_env` fills the gaps from the environment."""
+    """Where the LLM is and how to sample from it, as given: the environment is read by
+    :func:`reasonembed_rag.llm.choose_llm`, never here."""
 
     base_url: str | None = None
-    """``http://host:port/v1``; None: ``OPENAI_BASE_URL`` (or the openai client's default, api.openai.com)."""
+    """``http://host:port/v1``; None: :data:`OPENAI_DEFAULT_BASE` (api.openai.com)."""
     api_key: str | None = None
-    """None: ``OPENAI_API_KEY``; local servers accept any value."""
+    """The endpoint's key; local servers accept any value."""
     model: str | None = None
     """The model name the endpoint expects (for ``transformers serve``: the served folder path)."""
     temperature: float = 1.0
@@ -134,17 +136,6 @@ class LLMConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}.")
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> LLMConfig:
-        """A config from ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` and ``OPENAI_MODEL``; non-None overrides win."""
-        values: dict[str, Any] = {
-            "base_url": os.environ.get("OPENAI_BASE_URL") or None,
-            "api_key": os.environ.get("OPENAI_API_KEY") or None,
-            "model": os.environ.get("OPENAI_MODEL") or None,
-        }
-        values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls(**values)
 
 
 def _retry_after(error: BaseException) -> float | None:
@@ -195,11 +186,11 @@ class LLMClient:
             http_client: An ``httpx.Client`` for the openai client (proxies, custom transports, tests).
 
         Raises:
-            ValueError: no model name was given (``--model`` or ``OPENAI_MODEL``).
+            ValueError: no model name was given (``--llm-model`` or ``OPENAI_MODEL``).
         """
         if not config.model:
             raise ValueError(
-                "No LLM model name: pass --model (or set OPENAI_MODEL) naming the model the endpoint serves."
+                "No LLM model name: pass --llm-model (or set OPENAI_MODEL) naming the model the endpoint serves."
             )
         try:
             import openai
@@ -210,7 +201,7 @@ class LLMClient:
         self._sleep = sleep
         # The client's own retries are off: this class retries, counts and backs off itself.
         self._client = openai.OpenAI(
-            base_url=config.base_url,
+            base_url=config.base_url or OPENAI_DEFAULT_BASE,  # None would make openai read OPENAI_BASE_URL itself
             api_key=config.api_key or "not-needed",
             timeout=config.timeout,
             max_retries=0,
@@ -264,14 +255,14 @@ class LLMClient:
                 if not retryable:
                     self.usage.add(failures=1)
                     raise LLMError(
-                        f"LLM request to {self.config.base_url or 'the default endpoint'} failed: {description}",
+                        f"LLM request to {self.config.base_url or OPENAI_DEFAULT_BASE} failed: {description}",
                         retryable=False,
                     ) from error
                 if attempt == self.config.max_retries:
                     self.usage.add(failures=1)
                     raise LLMError(
-                        f"LLM request to {self.config.base_url or 'the default endpoint'} failed after "
-                        f"{attempt + 1} attempts: {description}. Check that the server is up, or raise --max-retries.",
+                        f"LLM request to {self.config.base_url or OPENAI_DEFAULT_BASE} failed after {attempt + 1} "
+                        f"attempts: {description}. Check that the server is up, or raise --llm-max-retries.",
                         retryable=True,
                     ) from error
                 wait = _retry_after(error) or delay
