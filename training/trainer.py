@@ -7,12 +7,11 @@ encoder's own model, so the encoder embeds with the trained weights at any point
 
 One optimiser step = ``grad_accum`` micro-batches, each one batch of one task (see :mod:`training.data`). The
 micro-batch stream runs through the epochs' batch plans back to back, so the state of a run is just its step
-count: a checkpoint holds the trainable weights, the optimiser, the scheduler, the step and the RNG states, and
-``--resume`` continues exactly as if the run had not stopped.
+count: a checkpoint (see :mod:`training.checkpoints`) holds the trainable weights, the optimiser, the scheduler,
+the step and the RNG states, and ``--resume`` continues exactly as if the run had not stopped.
 
-Launched with ``torchrun`` (``WORLD_SIZE`` > 1), each rank trains on its slice of every global batch, the loss
-gathers the other ranks' vectors (cross-device negatives, weights normalised over the global batch), and gradients
-are summed across ranks.
+Launched with ``torchrun`` (``WORLD_SIZE`` > 1), each rank trains on its slice of every global batch (see
+:mod:`training.distributed`).
 
 Output folder layout: the finished model (see :mod:`training.export`), ``train_log.jsonl`` (one line per step),
 ``training_args.json``, and checkpoints under ``checkpoints/checkpoint-<step>/`` (or ``--checkpoint-dir``).
@@ -24,10 +23,7 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
-import re
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -37,23 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from reasonembed_rag.encoder import ReasonEmbedEncoder, resolve_device
+from reasonembed_rag.encoder import ReasonEmbedEncoder
 from reasonembed_rag.instructions import INSTRUCT_QUERY_FORMAT
 from reasonembed_rag.models import get_spec
 
-from .checkpoints import (
-    OPTIMIZER_NAME,
-    SCHEDULER_NAME,
-    load_optimizer_state,
-    load_scheduler_state,
-    refuse_pickled,
-    restore_rng_state,
-    rng_state_name,
-    save_optimizer_state,
-    save_rng_state,
-    save_scheduler_state,
-)
+from . import checkpoints
 from .data import Batch, BatchPlanner, TrainingData, load_training_data
+from .distributed import all_reduce_gradients, rank_device, setup_distributed
 from .export import ADAPTER_DTYPES, EXPORT_FORMS, export_model, quiet_transformers
 from .loss import LOSSES, InfoNCELoss, LossOutput, RedapterLoss
 
@@ -61,9 +47,6 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME = "train_log.jsonl"
 ARGS_NAME = "training_args.json"
-STATE_NAME = "trainer_state.json"
-TRAINABLE_NAME = "trainable.safetensors"
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets)."""
 RESUME_CHECKED = (
@@ -217,47 +200,6 @@ class TrainResult:
     seconds: float
 
 
-# ---------------------------------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class _Ranks:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_distributed(device: str | None) -> _Ranks:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Ranks()
-    if not torch.distributed.is_initialized():
-        cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return _Ranks(
-        rank=torch.distributed.get_rank(),
-        world_size=torch.distributed.get_world_size(),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-
-
-def _all_reduce_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
-    """Sum gradients over ranks (each rank holds the gradient of the global loss through its own rows)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
-
-
 # ---------------------------------------------------------------------------------------------------- trainer
 
 
@@ -278,12 +220,8 @@ class Trainer:
 
     def __init__(self, args: TrainingArguments, *, data: TrainingData | None = None) -> None:
         self.args = args
-        self.ranks = _setup_distributed(args.device)
-        if self.ranks.world_size > 1 and torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
-            self.device = torch.device("cuda", self.ranks.local_rank)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = resolve_device(args.device)
+        self.ranks = setup_distributed(args.device)
+        self.device = rank_device(self.ranks, args.device)
         self.bf16 = self._resolve_bf16(args.bf16)
         self.output = Path(args.output)
         self.checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else self.output / "checkpoints"
@@ -509,7 +447,7 @@ class Trainer:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / ARGS_NAME).write_text(json.dumps(asdict(args), indent=2) + "\n")
         if args.resume:
-            self.load_checkpoint(self._find_checkpoint(args.resume))
+            self.load_checkpoint(checkpoints.find_checkpoint(args.resume, self.checkpoint_dir))
         if self.ranks.main:
             self._trim_log()
         from tqdm.auto import tqdm
@@ -537,8 +475,7 @@ class Trainer:
         self.model.eval()  # training is over: the encoder embeds deterministically (no dropout) from here on
         if self.ranks.main:
             self.export(self.output, seconds=seconds)
-        if self.ranks.world_size > 1:
-            torch.distributed.barrier()
+        self.ranks.barrier()
         return TrainResult(output=self.output, steps=self.step, history=self.history, seconds=seconds)
 
     def train_step(self) -> StepRecord:
@@ -571,7 +508,7 @@ class Trainer:
             reasoning_tokens += reasoning
             weighted = weighted or output.weights is not None
         if self.ranks.world_size > 1:
-            _all_reduce_gradients(self.trainable)
+            all_reduce_gradients(self.trainable)
         if self.args.max_grad_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, self.args.max_grad_norm))
         else:
@@ -631,87 +568,44 @@ class Trainer:
         kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
         path.write_text("".join(line + "\n" for line in kept))
 
-    def _find_checkpoint(self, resume: str) -> Path:
-        if resume != "latest":
-            path = Path(resume)
-            if not (path / STATE_NAME).exists():
-                raise FileNotFoundError(f"{path} is not a checkpoint folder (no {STATE_NAME}).")
-            return path
-        found = sorted(
-            (int(m.group(1)), p)
-            for p in (self.checkpoint_dir.iterdir() if self.checkpoint_dir.is_dir() else [])
-            if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / STATE_NAME).exists()
-        )
-        if not found:
-            raise FileNotFoundError(f"--resume: no checkpoint under {self.checkpoint_dir}.")
-        return found[-1][1]
-
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trainable parameters by name (LoRA weights, or all weights for full fine-tuning)."""
         return {name: p.detach() for name, p in self.model.named_parameters() if p.requires_grad}
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint-<step>``: trainable weights, optimiser, scheduler, step and RNG states."""
-        folder = self.checkpoint_dir / f"checkpoint-{self.step}"
+        folder = self.checkpoint_dir / checkpoints.checkpoint_name(self.step)
         if self.ranks.main:
-            from safetensors.torch import save_file
-
-            folder.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous().cpu() for k, v in self.trainable_state().items()}, folder / TRAINABLE_NAME)
-            save_optimizer_state(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
-            save_scheduler_state(self.scheduler.state_dict(), folder / SCHEDULER_NAME)
-            state = {"step": self.step, "total_steps": self.total_steps, "arguments": asdict(self.args)}
-            (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
-        if self.ranks.world_size > 1:
-            torch.distributed.barrier()
-        save_rng_state(folder / rng_state_name(self.ranks.rank))
+            checkpoints.save_checkpoint(
+                folder,
+                trainable=self.trainable_state(),
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state={"step": self.step, "total_steps": self.total_steps, "arguments": asdict(self.args)},
+            )
+        self.ranks.barrier()
+        checkpoints.save_rng_state(folder / checkpoints.rng_state_name(self.ranks.rank))
         if self.ranks.main:
-            self._prune_checkpoints()
+            checkpoints.prune_checkpoints(self.checkpoint_dir, self.args.save_total_limit)
         return folder
-
-    def _prune_checkpoints(self) -> None:
-        if not self.args.save_total_limit:
-            return
-        found = sorted(
-            (int(m.group(1)), p) for p in self.checkpoint_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))
-        )
-        for _, path in found[: -self.args.save_total_limit]:
-            shutil.rmtree(path, ignore_errors=True)
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Restore weights, optimiser, scheduler, step and RNG states from a checkpoint folder."""
         folder = Path(folder)
-        refuse_pickled(folder)
-        state = json.loads((folder / STATE_NAME).read_text())
+        state = checkpoints.load_checkpoint(
+            folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, rank=self.ranks.rank
+        )
         saved = state.get("arguments", {})
         changed = [k for k in RESUME_CHECKED if k in saved and saved[k] != getattr(self.args, k)]
         if changed:
             logger.warning("Resuming with changed settings %s; the run will not match an uninterrupted one.", changed)
-        self.load_weights(folder)
-        self.optimizer.load_state_dict(load_optimizer_state(folder / OPTIMIZER_NAME))
-        self.scheduler.load_state_dict(load_scheduler_state(folder / SCHEDULER_NAME))
         self.step = int(state["step"])
         self._stream = None
-        rng_path = folder / rng_state_name(self.ranks.rank)
-        if rng_path.exists():
-            restore_rng_state(rng_path)
         logger.info("Resumed from %s at step %d of %d.", folder, self.step, self.total_steps)
 
     def load_weights(self, folder: str | Path) -> None:
         """Set the trainable weights to a checkpoint's (nothing else: enough to export its model)."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        weights = load_file(folder / TRAINABLE_NAME)
-        parameters = dict(self.model.named_parameters())
-        missing = [name for name, p in parameters.items() if p.requires_grad and name not in weights]
-        if missing:
-            raise ValueError(
-                f"{folder} does not match this model: {len(missing)} trainable tensors missing, e.g. {missing[0]}."
-            )
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                parameters[name].copy_(tensor)
+        checkpoints.load_trainable(Path(folder), self.model)
 
     def export(self, folder: str | Path, *, form: str | None = None, seconds: float | None = None) -> Path:
         """Write the model folder (see :func:`training.export.export_model`) with its card."""
@@ -790,9 +684,7 @@ def export_checkpoint(
     found it.
     """
     checkpoint = Path(checkpoint)
-    if not (checkpoint / STATE_NAME).exists():
-        raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder (no {STATE_NAME}).")
-    state = json.loads((checkpoint / STATE_NAME).read_text())
+    state = checkpoints.read_state(checkpoint)
     values = dict(
         state["arguments"],
         resume=None,
