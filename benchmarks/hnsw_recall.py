@@ -1,8 +1,8 @@
 """Recall of Chroma's HNSW search against exact cosine search, for the store's settings or others.
 
 Random unit vectors are the hardest case for HNSW (real text embeddings have a far lower intrinsic dimension), so a
-setting that is exact here is exact on real corpora of the same size. The figures quoted in
-``reasonembed_rag.store.HNSW_SETTINGS`` come from this script.
+setting that is exact here is exact on real corpora of the same size. The figures in docs/measurements.md, which
+justify ``reasonembed_rag.store.HNSW_SETTINGS``, come from this script.
 
 Usage:
     python benchmarks/hnsw_recall.py --docs 10000 --dim 384                    # the store's settings

@@ -83,23 +83,10 @@ QUERY_FORMAT_KEY = "reasonembed_query_format"
 HNSW_SETTINGS: dict[str, Any] = {"space": "cosine", "ef_construction": 400, "ef_search": 4000, "max_neighbors": 48}
 """HNSW settings for new collections, chosen so that top-k equals exact search on evaluation-sized corpora.
 
-Recall against exact cosine search (``benchmarks/hnsw_recall.py``, 100 queries, random unit vectors: the hardest
-case for HNSW, as real text embeddings have a far lower intrinsic dimension), 2 CPU cores shared with other jobs::
-
-    corpus           settings                       recall@10  recall@100  recall@1000  ms/query  build
-    10k x 384-d      these                          1.000      1.000       1.000        ~17       35-53 s
-    20k x 1024-d     these                          1.000      1.000       1.000 (*)    ~34       4 min
-    50k x 384-d      these                          1.000      1.000       1.000 (*)    ~42       10 min
-    50k x 384-d      ef_search 1000                 0.996      0.983       0.960        ~26       10 min
-    50k x 384-d      ef_search 2000                 1.000      0.9995      0.996        ~33       10 min
-    10k x 384-d      Chroma's defaults (100/100/16) 0.525      0.459       0.970        ~2        13-17 s
-
-    (*) 0.99999 and 0.99989: 1 and 11 misses among 100,000 deep results.
-
-On real MiniLM embeddings of the test corpus every query's top 10 (and whole ranking) equals exact search. Chroma
-searches with ``max(ef_search, k)`` candidates. A large ``ef_search`` costs query time only; ``ef_construction`` and
-``max_neighbors`` cost build time. Pass ``hnsw=`` to :class:`ChromaStore` to trade exactness for speed on a new
-collection.
+Recall against exact search for these and other settings (``benchmarks/hnsw_recall.py``): docs/measurements.md.
+Chroma searches with ``max(ef_search, k)`` candidates. A large ``ef_search`` costs query time only;
+``ef_construction`` and ``max_neighbors`` cost build time. Pass ``hnsw=`` to :class:`ChromaStore` to trade exactness
+for speed on a new collection.
 """
 
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")

@@ -5,8 +5,7 @@ Three forms:
 * ``adapter`` (LoRA runs, the default): ``adapter_config.json`` + ``adapter_model.safetensors`` and a
   ``reasonembed_config.json`` whose ``base_model`` names the backbone (an alias such as ``smollm2-135m``, a Hub id or
   a folder). The encoder loads the backbone and merges the adapter. Small enough to keep in a repository
-  (SmolLM2-135M, rank 32, all projections: 9.8M parameters, 37 MiB in float32, 18.6 MiB with
-  ``adapter_dtype="float16"``).
+  (sizes: docs/measurements.md; ``adapter_dtype="float16"`` halves them).
 * ``merged`` (LoRA runs): the adapter merged into full safetensors weights, loaded through the very same adapter
   code path first, so both forms give the same vectors.
 * ``full`` (full fine-tuning): the trained weights.
