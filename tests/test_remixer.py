@@ -16,8 +16,8 @@ from reasonembed_rag.training.remixer.mining import BM25Retriever, exclude_sourc
 from reasonembed_rag.training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
 from reasonembed_rag.training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
 from reasonembed_rag.training.remixer.prompts import PromptBook, render
+from reasonembed_rag.training.remixer.records import JsonlLog, content_hash
 from reasonembed_rag.training.remixer.seeds import TaskSource, load_sources, select_seeds
-from reasonembed_rag.training.remixer.store import JsonlLog, content_hash
 
 INSTRUCTION = "Given a Math problem, retrieve relevant theorems that help answer the problem."
 

@@ -7,7 +7,7 @@ Modules:
 * :mod:`training.remixer.parsing` - reading replies (scores, Yes/No, queries, reasoning) without ever raising.
 * :mod:`training.remixer.mining` - candidate mining with BM25 or an encoder, the source document excluded.
 * :mod:`training.remixer.annotator` - the in-process logit fast path of relevance annotation.
-* :mod:`training.remixer.store` - append-only JSONL keyed by content hashes (exact resume).
+* :mod:`training.remixer.records` - append-only JSONL keyed by content hashes (exact resume).
 * :mod:`training.remixer.pipeline` - the stages and the summary.
 * :mod:`training.remixer.cli` - ``reasonembed-train synthesize``.
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .store import content_hash
+from .records import content_hash
 
 BM25 = "bm25"
 

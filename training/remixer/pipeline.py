@@ -21,7 +21,7 @@ Files under ``OUTPUT``::
     work/<task>/labels.jsonl       stage 4 (dropped queries; kept ones are the training rows)
     summary.json                   counts per stage and task, token usage, speed
 
-Every file is append-only and keyed by a content hash (:mod:`training.remixer.store`): a killed run resumes where
+Every file is append-only and keyed by a content hash (:mod:`training.remixer.records`): a killed run resumes where
 it stopped, with no duplicate and no lost row. A malformed reply is recorded with its reason and counted; a request
 that fails for good is counted and left unrecorded, so the next run retries it. A finished item is never redone: to
 relabel with another threshold or calibration, delete ``train/<task>.jsonl`` and ``work/<task>/labels.jsonl`` (the
@@ -47,8 +47,8 @@ from .annotator import LogitAnnotator
 from .mining import BM25, Retriever, exclude_source, make_retriever
 from .parsing import clean_query, clean_reasoning, parse_score, parse_yes_no, reasoning_query
 from .prompts import ANNOTATION_STYLES, PromptBook, TaskPrompts
+from .records import JsonlLog, content_hash
 from .seeds import Seed, TaskSource
-from .store import JsonlLog, content_hash
 
 logger = logging.getLogger(__name__)
 

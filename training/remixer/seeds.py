@@ -24,7 +24,7 @@ from pathlib import Path
 
 from reasonembed_rag.evaluation.data import TaskDataError, load_documents
 
-from .store import content_hash
+from .records import content_hash
 
 OFFLINE = "offline"
 DEFAULT_MIN_CHARS = 200

@@ -15,7 +15,7 @@ from typing import Any
 
 from .mining import BM25Retriever
 from .parsing import reasoning_query
-from .store import JsonlLog, content_hash
+from .records import JsonlLog, content_hash
 
 GOLD_TASK = "champ_concepts_train_gold"
 
