@@ -43,14 +43,14 @@ def annotator_quality(annotator: Any, queries: int) -> dict[str, Any]:
     """Agreement of the logit annotator with REAL labels: TRAIN problems of the offline task, their gold concepts
     against the best-ranked (BM25) non-gold concepts. AUC 0.5 is chance."""
     from reasonembed_rag.evaluation.offline import champ_rows
-    from reasonembed_rag.training.remixer.mining import BM25Retriever
+    from reasonembed_rag.training.remixer.mining import DEFAULT_MINER, make_retriever
     from reasonembed_rag.training.remixer.prompts import PromptBook
 
     examples, documents = champ_rows()
     corpus = {row["id"]: row["content"] for row in documents}
     train = examples["train"][:queries]
     prompts = PromptBook().for_task("champ_concepts_train")
-    rankings = BM25Retriever(corpus).search([row["query"] for row in train], 30)
+    rankings = make_retriever(DEFAULT_MINER, corpus).search([row["query"] for row in train], 30)
     conversations, labels, groups = [], [], []
     for number, (row, ranking) in enumerate(zip(train, rankings, strict=True)):
         candidates = row["gold_ids"][:2] + [doc for doc in ranking if doc not in row["gold_ids"]][:4]

@@ -28,14 +28,16 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
 from pydantic import ConfigDict
 
+from reasonembed_rag.retrieval import BM25Index
+
 from .core import SEARCH_TOOL_DESCRIPTION, SEARCH_TOOL_NAME, AgentResult, AgentRun, BaseAgent, Hit
-from .retrievers import BM25Index
 
 __all__ = ["BM25LangChainRetriever", "LangChainAgent"]
 
 
 class BM25LangChainRetriever(BaseRetriever):
-    """BM25 (:class:`~demos.retrievers.BM25Index`) as a LangChain retriever; ``Document.id`` is the corpus id."""
+    """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) as a LangChain retriever; ``Document.id`` is the corpus
+    id."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -45,9 +47,10 @@ class BM25LangChainRetriever(BaseRetriever):
     """Documents returned per query."""
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        (ranking,) = self.index.search([query], self.k)
         return [
-            Document(id=hit.id, page_content=hit.text, metadata={"score": hit.score})
-            for hit in self.index.search(query, self.k)
+            Document(id=doc_id, page_content=self.index.documents[doc_id], metadata={"score": score})
+            for doc_id, score in ranking
         ]
 
 

@@ -25,9 +25,10 @@ from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Event, StartEvent, StopEvent, Workflow, step
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reasonembed_rag.retrieval import BM25Index
+
 from .core import SEARCH_TOOL_DESCRIPTION, SEARCH_TOOL_NAME, AgentResult, AgentRun, AgentSettings, BaseAgent, Hit
 from .llm import usage_from_raw
-from .retrievers import BM25Index
 
 __all__ = ["BM25LlamaIndexRetriever", "LlamaIndexAgent", "SearchArguments"]
 
@@ -35,7 +36,7 @@ T = TypeVar("T")
 
 
 class BM25LlamaIndexRetriever(BaseRetriever):
-    """BM25 (:class:`~demos.retrievers.BM25Index`) as a LlamaIndex retriever; node ids are the corpus ids."""
+    """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) as a LlamaIndex retriever; node ids are the corpus ids."""
 
     def __init__(self, index: BM25Index, *, k: int = 10) -> None:
         super().__init__()
@@ -43,9 +44,10 @@ class BM25LlamaIndexRetriever(BaseRetriever):
         self.k = k
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        (ranking,) = self.index.search([query_bundle.query_str], self.k)
         return [
-            NodeWithScore(node=TextNode(id_=hit.id, text=hit.text), score=hit.score)
-            for hit in self.index.search(query_bundle.query_str, self.k)
+            NodeWithScore(node=TextNode(id_=doc_id, text=self.index.documents[doc_id]), score=score)
+            for doc_id, score in ranking
         ]
 
 

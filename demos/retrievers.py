@@ -1,7 +1,7 @@
 """The retrievers the agents are compared with, over one task's corpus, for either framework.
 
-* ``bm25``: :class:`BM25Index` (bm25s, Lucene variant, English stopwords: the same BM25 as the evaluation), wrapped
-  as a LlamaIndex or LangChain retriever by the agent modules.
+* ``bm25``: a :class:`~reasonembed_rag.retrieval.BM25Index` (the same BM25 as the evaluation), wrapped as a
+  LlamaIndex or LangChain retriever by the agent modules.
 * any other name: a dense model (registry alias, Hub id or folder) whose vectors live in a Chroma collection tied to
   the corpus and the model (the collection the evaluation uses, so nothing is embedded twice); queries are embedded
   by our LlamaIndex / LangChain embeddings with the task instruction.
@@ -18,44 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonembed_rag.evaluation.data import RetrievalTask
-from reasonembed_rag.evaluation.runner import BM25, collection_name
+from reasonembed_rag.evaluation.runner import collection_name
 from reasonembed_rag.models import ModelNotAvailableError, weights_fingerprint
+from reasonembed_rag.retrieval import BM25, BM25Index, load_retriever
 
-from .core import Hit
-
-__all__ = ["BM25", "BM25Index", "RetrieverSource", "open_retrievers"]
-
-
-class BM25Index:
-    """BM25 over an in-memory corpus (bm25s), searched one query at a time.
-
-    Args:
-        documents: ``{id: text}``.
-    """
-
-    def __init__(self, documents: Mapping[str, str]) -> None:
-        import bm25s
-
-        if not documents:
-            raise ValueError("BM25Index needs at least one document.")
-        self.ids = list(documents)
-        self.texts = [documents[i] for i in self.ids]
-        self._bm25 = bm25s.BM25()
-        self._bm25.index(bm25s.tokenize(self.texts, stopwords="en", show_progress=False), show_progress=False)
-
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The ``k`` best documents with a positive BM25 score, best first."""
-        import bm25s
-
-        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
-        if not tokens[0]:
-            return []
-        positions, scores = self._bm25.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False, n_threads=1)
-        return [
-            Hit(self.ids[int(p)], self.texts[int(p)], float(s))
-            for p, s in zip(positions[0], scores[0], strict=True)
-            if s > 0
-        ]
+__all__ = ["RetrieverSource", "open_retrievers"]
 
 
 @dataclass
@@ -117,17 +84,17 @@ def open_retrievers(
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
         started = time.perf_counter()
-        if name.lower() == BM25:
-            sources[name] = RetrieverSource(name, "bm25s", bm25=BM25Index(task.documents))
+        try:
+            model = load_retriever(name, load=lambda alias: (encoders or {}).get(alias) or shared_encoder(alias))
+        except (ModelNotAvailableError, OSError) as error:
+            skipped[name] = str(error)
+            continue
+        if isinstance(model, BM25):
+            sources[name] = RetrieverSource(name, "bm25s", bm25=model.index(task.documents))
         else:
-            try:
-                encoder = (encoders or {}).get(name) or shared_encoder(name)
-            except (ModelNotAvailableError, OSError) as error:
-                skipped[name] = str(error)
-                continue
-            store = ChromaStore(collection_name(task, encoder), encoder, chroma=chroma, instruction=task.instruction)
+            store = ChromaStore(collection_name(task, model), model, chroma=chroma, instruction=task.instruction)
             store.add_documents(task.documents.items(), show_progress=show_progress, total=len(task.documents))
-            identity = f"{encoder.name}@{weights_fingerprint(getattr(encoder, 'source', None))}"
+            identity = f"{model.name}@{weights_fingerprint(getattr(model, 'source', None))}"
             sources[name] = RetrieverSource(name, identity, instruction=task.instruction, store=store)
         sources[name].index_seconds = round(time.perf_counter() - started, 2)
     return sources, skipped

@@ -20,15 +20,16 @@ from typing import Any
 from .evaluation.cli import format_table
 from .evaluation.data import load_folder_task
 from .evaluation.offline import OFFLINE_TASKS, build_offline_tasks
-from .evaluation.runner import BM25, VIAS, TaskResult, evaluate_bm25, evaluate_dense
+from .evaluation.runner import VIAS, TaskResult, evaluate_bm25, evaluate_dense
 from .llm import LLMChoice, add_llm_arguments, choose_llm_from_args
 from .models import ModelNotAvailableError
+from .retrieval import BM25
 
 DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
-AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25)
+AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25.name)
 """The agent comparison's retrievers (those among the demo's models): the project's ReasonEmbed model against the two
 baselines."""
-ROBUSTNESS_MODELS = (BM25, "minilm-l6", "reasonembed-smollm2-135m")
+ROBUSTNESS_MODELS = (BM25.name, "minilm-l6", "reasonembed-smollm2-135m")
 """The robustness summary's models (those among the demo's): lexical, encoder-only and LLM-based."""
 DEFAULT_AGENT_QUESTIONS = 3
 """Questions per agent x retriever in the demo (each costs two small-LLM calls; about 5 minutes on 2 busy cores)."""
@@ -74,7 +75,8 @@ def run_demo(
     if robustness:
         from .robustness import QUICK, plot, run_robustness
 
-        chosen = [BM25 if name == BM25 else encoders[name] for name in ROBUSTNESS_MODELS if name in (BM25, *encoders)]
+        loaded = {BM25.name: BM25(), **encoders}
+        chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
         robust = run_robustness(tasks, chosen, chroma=chroma, show_progress=not quiet, **QUICK)
         plot(robust, output / "robustness.png")
     agents = None
@@ -84,7 +86,7 @@ def run_demo(
         agents = run_comparison(
             output / "agents",
             limit=agent_questions,
-            retrievers=tuple(name for name in AGENT_RETRIEVERS if name == BM25 or name in models),
+            retrievers=tuple(name for name in AGENT_RETRIEVERS if name in (BM25.name, *models)),
             chroma=chroma,
             encoders=encoders,
             llm=llm,
@@ -125,12 +127,12 @@ def _plot(results: list[TaskResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.model}\n{r.via}" if r.model != BM25 else BM25 for r in results]
+    labels = [f"{r.model}\n{r.via}" if r.model != BM25.name else r.model for r in results]
     values = [100 * r.metrics["ndcg@10"] for r in results]
     colours = {"direct": "#4c72b0", "llamaindex": "#dd8452", "langchain": "#55a868"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(results)), 4.2))
     bars = ax.bar(
-        range(len(results)), values, color=[colours[r.via] if r.model != BM25 else "#8c8c8c" for r in results]
+        range(len(results)), values, color=[colours[r.via] if r.model != BM25.name else "#8c8c8c" for r in results]
     )
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(results)), labels, fontsize=7, rotation=30, ha="right")

@@ -150,14 +150,15 @@ class SpyBM25:
     """A BM25 index that records every query it is asked."""
 
     def __init__(self, documents: dict[str, str]) -> None:
-        from reasonembed_rag.demos.retrievers import BM25Index
+        from reasonembed_rag.retrieval import BM25
 
-        self.index = BM25Index(documents)
+        self.index = BM25().index(documents)
+        self.documents = self.index.documents
         self.queries: list[str] = []
 
-    def search(self, query: str, k: int = 10) -> Any:
-        self.queries.append(query)
-        return self.index.search(query, k)
+    def search(self, queries: list[str], k: int) -> Any:
+        self.queries.extend(queries)
+        return self.index.search(queries, k)
 
 
 def bm25_retriever(framework: str, index: Any, k: int = 10) -> Any:
@@ -336,15 +337,15 @@ def test_settings_and_agents_reject_bad_values_with_the_fix():
 
 @pytest.mark.parametrize("framework", ["llamaindex", "langchain"])
 def test_bm25_retriever_in_each_framework(framework):
-    from reasonembed_rag.demos.retrievers import BM25Index
+    from reasonembed_rag.retrieval import BM25
 
-    index = BM25Index({**CORPUS, INJECTION_ID: INJECTION})
+    index = BM25().index({**CORPUS, INJECTION_ID: INJECTION})
     retriever = bm25_retriever(framework, index, k=3)
     results = retriever.retrieve(TOOL_QUERY) if framework == "llamaindex" else retriever.invoke(TOOL_QUERY)
     ids = [r.node.node_id for r in results] if framework == "llamaindex" else [d.id for d in results]
     assert ids[:2] == [INJECTION_ID, "fermat"] or ids[:2] == ["fermat", INJECTION_ID]
     assert len(ids) <= 3
-    assert index.search("zebra quantum") == [] and index.search("the of") == []
+    assert index.search(["zebra quantum", "the of"], 10) == [[], []]
 
 
 # ----------------------------------------------------------------------------------------------- tool calling

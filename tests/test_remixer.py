@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reasonembed_rag.llm import Completion, LLMConfig, LLMError
-from reasonembed_rag.training.remixer.mining import BM25Retriever, exclude_source
+from reasonembed_rag.training.remixer.mining import DEFAULT_MINER, exclude_source, make_retriever
 from reasonembed_rag.training.remixer.parsing import clean_query, clean_reasoning, parse_score, parse_yes_no
 from reasonembed_rag.training.remixer.pipeline import ReMixer, SynthesisAborted, SynthesisSettings
 from reasonembed_rag.training.remixer.prompts import PromptBook, render
@@ -542,8 +542,9 @@ def test_offline_seeds_come_from_the_train_side_only(champ_rows_once):
 
 
 def test_mining_excludes_the_source_by_id_and_by_content():
-    retriever = BM25Retriever(CORPUS)
+    retriever = make_retriever(DEFAULT_MINER, CORPUS)
     (ranking,) = retriever.search(["area of a circle of radius r"], depth=len(CORPUS))
+    assert len(ranking) == len(CORPUS)  # documents sharing no term with the query are still candidates
     assert ranking[0] in ("area", "copy-of-area")
     mined = exclude_source(ranking, CORPUS, source_id="area", source_hash=content_hash(CORPUS["area"]), keep=3)
     assert "area" not in mined.candidates and "copy-of-area" not in mined.candidates
@@ -682,10 +683,9 @@ class BagOfWordsEncoder:
 
 
 def test_mining_with_an_encoder_excludes_the_source(tmp_path):
-    from reasonembed_rag.training.remixer.mining import DenseRetriever
-
     encoder = BagOfWordsEncoder()
-    (ranking,) = DenseRetriever(CORPUS, encoder, instruction=INSTRUCTION).search(["area of a circle"], depth=4)
+    retriever = make_retriever("bag-of-words", CORPUS, encoder=encoder, instruction=INSTRUCTION)
+    (ranking,) = retriever.search(["area of a circle"], depth=4)
     assert set(ranking[:2]) == {"area", "copy-of-area"} and len(ranking) == 4
     settings = _settings(tmp_path, miner="bag-of-words", keep_candidates=3, mine_depth=5)
     summary = ReMixer(settings, llm=ScriptedLLM(), encoder=encoder).run([_source()])

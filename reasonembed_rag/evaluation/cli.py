@@ -12,7 +12,7 @@ from .data import RetrievalTask, TaskDataError, list_folder_tasks, load_folder_t
 from .metrics import KEEP_TOP
 from .offline import OFFLINE_TASKS, build_offline_tasks
 from .published import published
-from .runner import BM25, VIAS, TaskResult, evaluate, results_json
+from .runner import VIAS, TaskResult, evaluate, results_json
 
 OFFLINE = "offline"
 
@@ -100,12 +100,12 @@ def task_names(args: argparse.Namespace) -> list[str] | None:
 
 
 def load_model(args: argparse.Namespace) -> Any:
-    """``--model``: the string ``bm25`` for the lexical baseline, else the loaded encoder."""
-    if args.model.lower() == BM25:
-        return BM25
+    """``--model``: :class:`~reasonembed_rag.retrieval.BM25` for ``bm25``, else the encoder loaded with the model
+    flags."""
     from ..cli import load_encoder
+    from ..retrieval import load_retriever
 
-    return load_encoder(args)
+    return load_retriever(args.model, load=lambda _: load_encoder(args))
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,8 +135,7 @@ def _bright(args: argparse.Namespace) -> int:
     )
     model = load_model(args)
     results = evaluate(tasks, model, via=args.via, chroma=args.chroma, keep=args.keep, show_progress=True)
-    name = BM25 if model == BM25 else model.name
-    payload = results_json(results, model=name, via="direct" if model == BM25 else args.via)
+    payload = results_json(results, model=model.name, via=results[0].via if results else args.via)
     print(format_table(results))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ Paths (``via``):
 * ``langchain``: the LangChain retriever over the same collection, queries embedded by our LangChain embeddings.
 
 Documents are embedded once into a Chroma collection per (task corpus, model) through :class:`ChromaStore`; every path
-and every later run reuses those vectors, so a second run embeds no document. ``model="bm25"`` is the lexical
-baseline (bm25s), which needs no collection.
+and every later run reuses those vectors, so a second run embeds no document. The lexical baseline
+(:class:`~reasonembed_rag.retrieval.BM25`, ``model="bm25"``) searches the corpus in memory and needs no collection.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ..retrieval import BM25, exact_top_k, load_retriever
 from .data import RetrievalTask
 from .metrics import KEEP_TOP, evaluate_run
 
 VIAS = ("direct", "llamaindex", "langchain")
-BM25 = "bm25"
 _EXACT_CHUNK = 50_000
 
 
@@ -96,23 +96,12 @@ def _score(
 
 
 def evaluate_bm25(task: RetrievalTask, *, keep: int = KEEP_TOP) -> TaskResult:
-    """BM25 (bm25s, Lucene variant, English stopwords) over the task's corpus."""
-    import bm25s
-
+    """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) over the task's corpus; always the ``direct`` path."""
     started = time.perf_counter()
-    ids = list(task.documents)
-    retriever = bm25s.BM25()
-    retriever.index(
-        bm25s.tokenize([task.documents[i] for i in ids], stopwords="en", show_progress=False), show_progress=False
-    )
-    k = depth(task, len(ids), keep)
-    tokens = bm25s.tokenize([q.text for q in task.queries], stopwords="en", show_progress=False)
-    positions, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-    run = {
-        q.id: {ids[int(p)]: float(s) for p, s in zip(positions[row], scores[row], strict=True) if s > 0}
-        for row, q in enumerate(task.queries)
-    }
-    return _score(task, BM25, "direct", run, keep, started, 0)
+    index = BM25().index(task.documents)
+    ranked = index.search([q.text for q in task.queries], depth(task, len(task.documents), keep))
+    run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
+    return _score(task, BM25.name, "direct", run, keep, started, 0)
 
 
 def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -125,15 +114,13 @@ def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tu
         vectors = np.asarray(chunk["embeddings"], dtype=np.float32)
         scores = query_vectors @ vectors.T
         ids = np.asarray(chunk["ids"], dtype=object)
-        best_scores = np.concatenate([best_scores, scores], axis=1)
-        best_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
-        if best_scores.shape[1] > k:
-            top = np.argpartition(-best_scores, k - 1, axis=1)[:, :k]
-            best_scores = np.take_along_axis(best_scores, top, axis=1)
-            best_ids = np.take_along_axis(best_ids, top, axis=1)
+        # The best so far come first, so ties keep the collection's order, as one sort over everything would.
+        positions, best_scores = exact_top_k(np.concatenate([best_scores, scores], axis=1), k)
+        best_ids = np.take_along_axis(
+            np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1), positions, axis=1
+        )
     return [
-        sorted(zip(best_ids[row].tolist(), best_scores[row].tolist(), strict=True), key=lambda x: -x[1])
-        for row in range(len(query_vectors))
+        list(zip(best_ids[row].tolist(), best_scores[row].tolist(), strict=True)) for row in range(len(query_vectors))
     ]
 
 
@@ -192,6 +179,25 @@ def evaluate_dense(
     return _score(task, encoder.name, via, run, keep, started, report.added)
 
 
+def evaluate_task(
+    task: RetrievalTask,
+    model: Any,
+    *,
+    via: str = "direct",
+    chroma: Any = None,
+    keep: int = KEEP_TOP,
+    show_progress: bool | None = None,
+    collection: str | None = None,
+) -> TaskResult:
+    """One task with a loaded model: :class:`~reasonembed_rag.retrieval.BM25` (always ``direct``, no collection) or
+    an encoder (:func:`evaluate_dense`)."""
+    if isinstance(model, BM25):
+        return evaluate_bm25(task, keep=keep)
+    return evaluate_dense(
+        task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, collection=collection
+    )
+
+
 def evaluate(
     tasks: Sequence[RetrievalTask],
     model: str | Any,
@@ -201,14 +207,12 @@ def evaluate(
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
 ) -> list[TaskResult]:
-    """Evaluate several tasks with one model (an encoder, an alias to load, or ``"bm25"``)."""
-    if isinstance(model, str) and model.lower() == BM25:
-        return [evaluate_bm25(task, keep=keep) for task in tasks]
-    if isinstance(model, str):
-        from ..encoder import ReasonEmbedEncoder
-
-        model = ReasonEmbedEncoder.from_pretrained(model)
-    return [evaluate_dense(t, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress) for t in tasks]
+    """Evaluate several tasks with one model: an encoder, a :class:`~reasonembed_rag.retrieval.BM25`, or a name
+    (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`)."""
+    model = load_retriever(model)
+    return [
+        evaluate_task(task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress) for task in tasks
+    ]
 
 
 def results_json(results: Sequence[TaskResult], *, model: str, via: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.data import Query, RetrievalTask
-from ..evaluation.runner import BM25, VIAS, TaskResult, collection_name, evaluate_bm25, evaluate_dense
+from ..evaluation.runner import VIAS, collection_name, evaluate_task
+from ..retrieval import BM25, load_retriever
 from .paraphrase import paraphrase_queries, paraphrase_unavailable
 from .perturb import DEFAULT_RATE, FAMILIES, Perturbed, Perturber, check_families, check_rate
 from .poison import (
@@ -206,20 +207,6 @@ class QueryCache:
         return np.stack([self._vectors[key] for key in keys])
 
 
-def _evaluate(
-    task: RetrievalTask,
-    model: Any,
-    *,
-    via: str,
-    chroma: Any,
-    show_progress: bool | None,
-    collection: str | None = None,
-) -> TaskResult:
-    if model == BM25:
-        return evaluate_bm25(task)
-    return evaluate_dense(task, model, via=via, chroma=chroma, show_progress=show_progress, collection=collection)
-
-
 def _score_variants(
     variants: QueryVariants, model: Any, *, via: str, chroma: Any, show_progress: bool | None
 ) -> dict[str, float]:
@@ -230,7 +217,7 @@ def _score_variants(
         part = RetrievalTask(
             task.name, variants.queries[start : start + QUERIES_PER_CALL], task.documents, task.instruction
         )
-        result = _evaluate(part, model, via=via, chroma=chroma, show_progress=show_progress)
+        result = evaluate_task(part, model, via=via, chroma=chroma, show_progress=show_progress)
         scores.update({qid: values["ndcg@10"] for qid, values in result.per_query.items()})
     return scores
 
@@ -286,7 +273,7 @@ def _poisoning_report(
     report: dict[str, Any] = {attack: {} for attack in settings.attacks}
     copy = None
     attacker: HotFlip | None = None
-    if model != BM25:
+    if not isinstance(model, BM25):  # BM25 is poisoned through the task's corpus copy instead
         from ..store import ChromaStore
 
         clean_store = ChromaStore(collection_name(task, model), model, chroma=chroma, instruction=task.instruction)
@@ -297,10 +284,8 @@ def _poisoning_report(
             copies = query_copy_passages(texts, groups, max_words=settings.max_words)
             for attack in settings.attacks:
                 started = time.perf_counter()
-                if attack == "hotflip" and model == BM25:
-                    report[attack][str(size)] = {
-                        "skipped": "BM25 has no gradient to follow; HotFlip needs a dense model."
-                    }
+                if attack == "hotflip" and isinstance(model, BM25):
+                    report[attack][str(size)] = {"skipped": NO_GRADIENT}
                     continue
                 extra: dict[str, Any] = {}
                 passages = copies
@@ -314,7 +299,7 @@ def _poisoning_report(
                 if copy is not None:
                     copy.inject(injected)
                 try:
-                    result = _evaluate(
+                    result = evaluate_task(
                         poisoned,
                         model,
                         via=via,
@@ -366,16 +351,6 @@ def _hotflip(
 # ----------------------------------------------------------------------------------------------- entry point
 
 
-def _resolve(model: Any) -> tuple[Any, str]:
-    if isinstance(model, str) and model.lower() == BM25:
-        return BM25, BM25
-    if isinstance(model, str):
-        from ..encoder import ReasonEmbedEncoder
-
-        model = ReasonEmbedEncoder.from_pretrained(model)
-    return model, model.name
-
-
 def run_robustness(
     tasks: Sequence[RetrievalTask],
     models: Sequence[Any] | str | Any,
@@ -397,8 +372,9 @@ def run_robustness(
 
     Args:
         tasks: Loaded tasks (e.g. :func:`reasonembed_rag.evaluation.cli.load_tasks`).
-        models: ``"bm25"``, registry aliases / folders / Hub ids, or loaded encoders (one or a list). An alias that
-            cannot be loaded is reported under ``skipped_models``.
+        models: ``"bm25"``, registry aliases / folders / Hub ids, loaded encoders or
+            :class:`~reasonembed_rag.retrieval.BM25` (one or a list). An alias that cannot be loaded is reported under
+            ``skipped_models``.
         via: ``direct``, ``llamaindex`` or ``langchain`` (BM25 always runs directly).
         chroma: Chroma folder, URL or client holding the clean collections (default: the user data folder).
         families: Perturbation families (:data:`.perturb.FAMILIES`); ``paraphrase`` is skipped with a note when
@@ -440,11 +416,11 @@ def run_robustness(
         from ..models import ModelNotAvailableError
 
         try:
-            model, name = _resolve(requested)
+            model = load_retriever(requested)
         except ModelNotAvailableError as error:
             skipped[str(requested)] = str(error)
             continue
-        results[name] = _model_report(model, name, variants, settings, via, chroma, show_progress)
+        results[model.name] = _model_report(model, model.name, variants, settings, via, chroma, show_progress)
     return {
         "settings": {**asdict(settings), "seeds": list(range(settings.seeds)), "via": via},
         "synonym_source": _synonym_source(settings),
@@ -468,11 +444,11 @@ def _model_report(
     show_progress: bool | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    path = "direct" if model == BM25 else via
+    path = "direct" if isinstance(model, BM25) else via
     tasks: dict[str, Any] = {}
     for v in variants:
         task_started = time.perf_counter()
-        searcher = model if model == BM25 else QueryCache(model)  # one cache per task
+        searcher = model if isinstance(model, BM25) else QueryCache(model)  # one cache per task
         scores = _score_variants(v, searcher, via=path, chroma=chroma, show_progress=show_progress)
         perturbation = _perturbation_report(v, scores, settings)
         perturbation_seconds = time.perf_counter() - task_started

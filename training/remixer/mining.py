@@ -2,22 +2,22 @@
 
 A query written from document D matches D by surface overlap (the "triviality problem"), so D is never a candidate:
 the retriever takes the top ``depth`` documents, every document that is the seed (by corpus id) or has the seed's
-exact content is dropped, and the best ``keep`` remain. Retrievers: BM25 (bm25s) or any of this project's encoders
-(an alias or a model folder), over the task's corpus.
+exact content is dropped, and the best ``keep`` remain. Retrievers (:mod:`reasonembed_rag.retrieval`): BM25 or any
+of this project's encoders (an alias or a model folder, exact search), over the task's corpus.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
+from reasonembed_rag.retrieval import BM25, CorpusIndex, index_corpus, load_retriever
 
 from .records import content_hash
 
-BM25 = "bm25"
+DEFAULT_MINER = BM25.name
+"""``--miner bm25``."""
 
 
 class Retriever(Protocol):
@@ -30,74 +30,30 @@ class Retriever(Protocol):
         ...
 
 
-class BM25Retriever:
-    """BM25 (bm25s, English stop words) over a corpus."""
+@dataclass(frozen=True)
+class Miner:
+    """A searchable corpus (:mod:`reasonembed_rag.retrieval`) that answers candidate ids, under the miner's name."""
 
-    def __init__(self, corpus: dict[str, str]) -> None:
-        try:
-            import bm25s
-        except ImportError as error:
-            raise ImportError("BM25 mining needs bm25s: pip install bm25s") from error
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
-        self.name = BM25
-        self._bm25s = bm25s
-        self._ids = list(corpus)
-        self._model = bm25s.BM25()
-        tokens = bm25s.tokenize([corpus[i] for i in self._ids], stopwords="en", show_progress=False)
-        self._model.index(tokens, show_progress=False)
+    name: str
+    """As the user named the miner (``bm25``, an alias, a folder); recorded with each query's candidates."""
+    index: CorpusIndex
 
     def search(self, queries: Sequence[str], depth: int) -> list[list[str]]:
-        if not queries:
-            return []
-        k = min(depth, len(self._ids))
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-        indices, scores = self._model.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        results = []
-        for row_indices, row_scores in zip(indices, scores, strict=True):
-            # Documents with no shared term score 0 and come in arbitrary order; they are still candidates.
-            results.append([self._ids[int(i)] for i, _ in zip(row_indices, row_scores, strict=True)])
-        return results
-
-
-class DenseRetriever:
-    """Exact cosine search with a :class:`reasonembed_rag.ReasonEmbedEncoder` (queries get the task instruction)."""
-
-    def __init__(
-        self, corpus: dict[str, str], encoder: Any, *, instruction: str | None = None, name: str | None = None
-    ) -> None:
-        self.name = name or str(getattr(encoder, "name", "encoder"))
-        self.encoder = encoder
-        self.instruction = instruction
-        self._ids = list(corpus)
-        self._vectors = encoder.encode_documents([corpus[i] for i in self._ids], show_progress=False)
-
-    def search(self, queries: Sequence[str], depth: int) -> list[list[str]]:
-        if not queries:
-            return []
-        vectors = self.encoder.encode_queries(list(queries), instruction=self.instruction, show_progress=False)
-        scores = vectors @ self._vectors.T
-        k = min(depth, len(self._ids))
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        results = []
-        for row, candidates in enumerate(top):
-            ordered = candidates[np.argsort(-scores[row, candidates], kind="stable")]
-            results.append([self._ids[int(i)] for i in ordered])
-        return results
+        """Document ids, best first, at most ``depth`` per query."""
+        return [[doc_id for doc_id, _ in ranking] for ranking in self.index.search(queries, depth)]
 
 
 def make_retriever(
     miner: str, corpus: dict[str, str], *, instruction: str | None = None, encoder: Any = None
 ) -> Retriever:
-    """``bm25`` or an encoder alias / model folder (loaded with :meth:`ReasonEmbedEncoder.from_pretrained`)."""
+    """``bm25`` or an encoder alias / model folder (``encoder``, when given, is that model already loaded).
+
+    BM25 fills each ranking with documents that share no term with the query (score 0): they are still candidates.
+    """
     if not corpus:
         raise ValueError("The candidate corpus is empty; mining needs documents to search.")
-    if miner == BM25:
-        return BM25Retriever(corpus)
-    if encoder is None:
-        from reasonembed_rag import ReasonEmbedEncoder
-
-        encoder = ReasonEmbedEncoder.from_pretrained(miner)
-    return DenseRetriever(corpus, encoder, instruction=instruction, name=miner)
+    model = load_retriever(miner, load=None if encoder is None else lambda _: encoder)
+    return Miner(miner, index_corpus(model, corpus, instruction=instruction, zero_scores=True))
 
 
 @dataclass(frozen=True)

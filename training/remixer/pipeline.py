@@ -44,7 +44,7 @@ from typing import Any
 from reasonembed_rag.llm import ChatModel, Completion, LLMError, Message, map_concurrently
 
 from .annotator import LogitAnnotator
-from .mining import BM25, Retriever, exclude_source, make_retriever
+from .mining import DEFAULT_MINER, Retriever, exclude_source, make_retriever
 from .parsing import clean_query, clean_reasoning, parse_score, parse_yes_no, reasoning_query
 from .prompts import ANNOTATION_STYLES, PromptBook, TaskPrompts
 from .records import JsonlLog, content_hash
@@ -73,7 +73,7 @@ class SynthesisSettings:
     queries_per_seed: int = 1
     clean_domain: bool = False
     """Run stage 0 (domain cleaning)."""
-    miner: str = BM25
+    miner: str = DEFAULT_MINER
     """``bm25`` or an encoder alias / model folder."""
     mine_depth: int = 1000
     """Documents retrieved per query before the source is dropped."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .mining import BM25Retriever
+from .mining import DEFAULT_MINER, make_retriever
 from .parsing import reasoning_query
 from .records import JsonlLog, content_hash
 
@@ -35,7 +35,7 @@ def offline_train_rows(*, negatives: int = 15, depth: int = 50) -> list[dict[str
     examples, documents = champ_rows()
     corpus = {row["id"]: row["content"] for row in documents}
     train = examples["train"]
-    rankings = BM25Retriever(corpus).search([row["query"] for row in train], min(depth, len(corpus)))
+    rankings = make_retriever(DEFAULT_MINER, corpus).search([row["query"] for row in train], min(depth, len(corpus)))
     rows = []
     for example, ranking in zip(train, rankings, strict=True):
         gold = set(example["gold_ids"])
