@@ -33,6 +33,7 @@ from typing import Any
 
 from reasonembed_rag.evaluation.data import RetrievalTask, load_folder_task, load_hub_task
 from reasonembed_rag.evaluation.offline import CHAMP_TASK, build_offline_tasks
+from reasonembed_rag.jsonl import read_jsonl
 from reasonembed_rag.llm import (
     LLMChoice,
     LLMClient,
@@ -72,12 +73,12 @@ class AnswerCache:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         if path is not None and path.exists():
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    print(f"Ignoring unreadable line {number} of the answer cache {path}.", file=sys.stderr)
+            for _, entry in read_jsonl(path, fields=("key",), skip=self._ignore):
+                self.entries[entry["key"]] = entry
+
+    @staticmethod
+    def _ignore(error: Exception) -> None:
+        print(f"Ignoring an unreadable line of the answer cache: {error}", file=sys.stderr)
 
     @staticmethod
     def key(**parts: Any) -> str:

@@ -8,11 +8,11 @@ Each sub-command's parser lives next to the code it drives; this module only wir
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .jsonl import read_jsonl
 from .models import REGISTRY, ModelNotAvailableError
 
 
@@ -39,15 +39,9 @@ def read_texts(path: Path, field: str | None) -> list[str]:
     if path.suffix != ".jsonl":
         return path.read_text(encoding="utf-8").splitlines()
     texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise SystemExit(f"{path}:{number}: not valid JSON ({error.msg}). Fix or remove that line.") from error
-        names = [field] if field else ["text", "content", "query"]
-        value = next((row[name] for name in names if isinstance(row, dict) and name in row), None)
+    names = [field] if field else ["text", "content", "query"]
+    for number, row in read_jsonl(path, error=lambda message: SystemExit(f"{message} Fix or remove that line.")):
+        value = next((row[name] for name in names if name in row), None)
         if not isinstance(value, str):
             raise SystemExit(f"{path}:{number}: no string field {' / '.join(names)}; choose one with --field.")
         texts.append(value)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .cli import add_model_arguments, load_encoder
-from .evaluation.data import TaskDataError, read_jsonl
+from .jsonl import read_jsonl
 
 __all__ = ["add_index_parser", "add_search_parser", "register"]
 
@@ -191,17 +191,13 @@ def _count_lines(path: Path) -> int:
 
 
 def _read_jsonl(path: Path, id_field: str, content_field: str) -> Iterator[dict[str, str]]:
-    try:
-        for number, row in read_jsonl(path):
-            if not isinstance(row, dict) or id_field not in row or not isinstance(row.get(content_field), str):
-                keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-                raise SystemExit(
-                    f"{path}:{number}: needs an {id_field!r} field and a string {content_field!r} field, got {keys}; "
-                    "name the fields with --id-field / --content-field."
-                )
-            yield {"id": str(row[id_field]), "content": row[content_field]}
-    except TaskDataError as error:
-        raise SystemExit(f"{error} Fix or remove that line.") from error
+    for number, row in read_jsonl(path, error=lambda message: SystemExit(f"{message} Fix or remove that line.")):
+        if id_field not in row or not isinstance(row.get(content_field), str):
+            raise SystemExit(
+                f"{path}:{number}: needs an {id_field!r} field and a string {content_field!r} field, got "
+                f"{sorted(row)}; name the fields with --id-field / --content-field."
+            )
+        yield {"id": str(row[id_field]), "content": row[content_field]}
 
 
 def _folder_files(folder: Path, patterns: str) -> list[Path]:

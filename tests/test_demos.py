@@ -665,6 +665,21 @@ def comparison_reply(gold: dict[str, str]) -> Callable[[dict[str, Any]], dict[st
     return reply
 
 
+def test_answer_cache_keeps_good_lines_and_names_the_bad_ones(tmp_path, capsys):
+    from reasonembed_rag.demos.compare import AnswerCache
+
+    path = tmp_path / "answers.jsonl"
+    good, cut, listed, keyless, later = '{"key": "k1", "a": 1}', '{"key": "k2", "a', "[1]", "{}", '{"key": "k1"}'
+    lines = [good, cut, listed, keyless, later]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    cache = AnswerCache(path)
+    assert cache.entries == {"k1": {"key": "k1"}}  # later lines win
+    warnings = capsys.readouterr().err
+    assert all(f"{path}:{line}:" in warnings for line in (2, 3, 4))
+    cache.put("k3", {"answer": "c"})
+    assert AnswerCache(path).get("k3") == {"key": "k3", "answer": "c"}
+
+
 @pytest.fixture(scope="module")
 def comparison_chroma(tmp_path_factory) -> Path:
     """One Chroma folder for the comparison tests, as the demo shares its own: the corpus is embedded once."""

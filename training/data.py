@@ -19,7 +19,6 @@ This module knows nothing about models or tokenizers.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonembed_rag.instructions import INSTRUCT_QUERY_FORMAT, format_query
+from reasonembed_rag.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -217,30 +217,25 @@ def read_training_file(
     """
     path = Path(path)
     data = TaskData(name=task or path.stem, path=path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TrainingDataError(
-                        f"{where}: not valid JSON ({error.msg} at column {error.colno})."
-                    ) from None
-                sample = parse_row(row, where, require_reasoning_query=require_reasoning_query)
-            except TrainingDataError as error:
-                if not skip_malformed:
-                    raise
-                data.skipped += 1
-                logger.warning("Skipping malformed row: %s", error)
-                continue
-            if data.group_size is None:
-                data.group_size = _positive_int(row, "train_group_size", where)
-            if data.batch_size is None:
-                data.batch_size = _positive_int(row, "batch_size", where)
-            data.samples.append(sample)
+
+    def skip(error: Exception) -> None:
+        data.skipped += 1
+        logger.warning("Skipping malformed row: %s", error)
+
+    for number, row in read_jsonl(path, error=TrainingDataError, skip=skip if skip_malformed else None):
+        where = f"{path}:{number}"
+        try:
+            sample = parse_row(row, where, require_reasoning_query=require_reasoning_query)
+        except TrainingDataError as error:
+            if not skip_malformed:
+                raise
+            skip(error)
+            continue
+        if data.group_size is None:
+            data.group_size = _positive_int(row, "train_group_size", where)
+        if data.batch_size is None:
+            data.batch_size = _positive_int(row, "batch_size", where)
+        data.samples.append(sample)
     return data
 
 

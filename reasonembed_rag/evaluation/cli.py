@@ -56,9 +56,9 @@ def _use_reasoning_queries(task: RetrievalTask, folder: Path, name: str) -> None
     """Use reasoning-expanded query texts: ``<task>/<name>.jsonl`` (id, query) or the ``reasoning`` field."""
     own = folder / f"{name}.jsonl"
     if own.exists():
-        from .data import read_jsonl
+        from .data import read_rows
 
-        texts = {str(row["id"]): row["query"] for _, row in read_jsonl(own) if isinstance(row, dict)}
+        texts = {str(row["id"]): row["query"] for _, row in read_rows(own, fields=("id", "query"))}
     else:
         texts = {q.id: q.reasoning for q in task.queries if q.reasoning}
     missing = [q.id for q in task.queries if q.id not in texts]

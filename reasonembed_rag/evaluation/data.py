@@ -13,13 +13,12 @@ Nothing here embeds or scores.
 from __future__ import annotations
 
 import ast
-import gzip
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..instructions import BRIGHT_INSTRUCTIONS, BRIGHT_LONG_INSTRUCTIONS, EXTRA_INSTRUCTIONS, normalize_task
+from ..jsonl import read_jsonl
 
 
 class TaskDataError(ValueError):
@@ -93,17 +92,9 @@ def parse_query(row: object, *, task: str, where: str, long: bool = False) -> Qu
     )
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed row) for each non-empty line; a malformed line raises naming the file and line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TaskDataError(f"{path}:{number}: not valid JSON ({error.msg}).") from error
+def read_rows(path: Path, *, fields: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """:func:`reasonembed_rag.jsonl.read_jsonl` raising :class:`TaskDataError` (``file:line`` and the problem)."""
+    return read_jsonl(path, fields=fields, error=TaskDataError)
 
 
 def default_instruction(task: str, *, long: bool = False) -> str | None:
@@ -126,10 +117,8 @@ def _queries(rows: Iterable[tuple[int, object]], *, task: str, source: Path, lon
 
 def load_documents(path: Path, *, task: str) -> dict[str, str]:
     documents: dict[str, str] = {}
-    for number, row in read_jsonl(path):
+    for number, row in read_rows(path, fields=("id", "content")):
         where = f"{path}:{number}"
-        if not isinstance(row, dict) or "id" not in row or "content" not in row:
-            raise TaskDataError(f"{where}: a document needs 'id' and 'content' fields (task {task}).")
         doc_id = str(row["id"])
         if doc_id in documents:
             raise TaskDataError(f"{where}: duplicate document id {doc_id!r} (task {task}).")
@@ -166,7 +155,7 @@ def load_folder_task(
         if not needed.exists():
             available = ", ".join(list_folder_tasks(root)) if Path(root).is_dir() else "none"
             raise TaskDataError(f"Task {task!r}: {needed} is missing. Tasks found under {root}: {available}.")
-    queries = _queries(read_jsonl(examples), task=task, source=examples, long=long)
+    queries = _queries(read_rows(examples), task=task, source=examples, long=long)
     if instruction is None:
         own = folder / "instruction.txt"
         instruction = own.read_text(encoding="utf-8").strip() if own.exists() else default_instruction(task, long=long)
@@ -180,7 +169,7 @@ def load_anserini_topics(path: str | Path, *, long: bool = False) -> tuple[str, 
     path = Path(path)
     stem = path.name.removeprefix("topics.bright-").split("-original")[0]
     task = normalize_task(stem)
-    return task, _queries(read_jsonl(path), task=task, source=path, long=long)
+    return task, _queries(read_rows(path), task=task, source=path, long=long)
 
 
 def load_hub_task(

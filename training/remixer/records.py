@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reasonembed_rag.jsonl import read_jsonl
+
 
 def content_hash(*parts: str) -> str:
     """A stable 20-hex-digit key for the given texts (order matters; parts cannot run into each other).
@@ -29,6 +31,13 @@ def content_hash(*parts: str) -> str:
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
     return digest.hexdigest()[:20]
+
+
+def _not_left_by_a_kill(message: str) -> ValueError:
+    return ValueError(
+        f"{message} It is not the last line, so it was not left by a killed run. Fix or remove the file to start "
+        "that stage again."
+    )
 
 
 class JsonlLog:
@@ -59,29 +68,13 @@ class JsonlLog:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        good_end = 0
-        position = 0
-        while position < len(data):
-            newline = data.find(b"\n", position)
-            if newline == -1:
-                break  # a last line without its newline was being written when the run died
-            line = data[position:newline]
-            position = newline + 1
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(
-                        f"{self.path}: line ending at byte {newline} is not valid JSON ({error.msg}) and is not the "
-                        "last line, so it was not left by a killed run. Fix or remove the file to start that stage "
-                        "again."
-                    ) from error
-                self.records.setdefault(self._key_of(row), row)
-            good_end = position
+        good_end = data.rfind(b"\n") + 1  # a last line without its newline was being written when the run died
         if good_end < len(data):
             self.repaired_bytes = len(data) - good_end
             with open(self.path, "r+b") as handle:
                 handle.truncate(good_end)
+        for _, row in read_jsonl(self.path, error=_not_left_by_a_kill):
+            self.records.setdefault(self._key_of(row), row)
 
     def __contains__(self, key: object) -> bool:
         return key in self.records

@@ -135,7 +135,7 @@ def read_documents_jsonl(path: Path) -> dict[str, str]:
 
 def gold_ids(root: str | Path, tasks: Sequence[str] | None = None) -> set[str]:
     """Every gold document id (short and long) of the evaluation queries in a BRIGHT-layout folder."""
-    from reasonembed_rag.evaluation.data import list_folder_tasks, read_jsonl
+    from reasonembed_rag.evaluation.data import list_folder_tasks, read_rows
 
     root = Path(root)
     found: set[str] = set()
@@ -143,11 +143,10 @@ def gold_ids(root: str | Path, tasks: Sequence[str] | None = None) -> set[str]:
         examples = root / task / "examples.jsonl"
         if not examples.exists():
             raise SeedError(f"{examples} does not exist; tasks under {root}: {', '.join(list_folder_tasks(root))}.")
-        for _, row in read_jsonl(examples):
-            if isinstance(row, dict):
-                for name in ("gold_ids", "gold_ids_long"):
-                    values = row.get(name) or []
-                    found.update(str(v) for v in values if isinstance(values, list) and v != "N/A")
+        for _, row in read_rows(examples):
+            for name in ("gold_ids", "gold_ids_long"):
+                values = row.get(name) or []
+                found.update(str(v) for v in values if isinstance(values, list) and v != "N/A")
     return found
 
 
