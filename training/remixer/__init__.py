@@ -8,7 +8,9 @@ Modules:
 * :mod:`training.remixer.mining` - candidate mining with BM25 or an encoder, the source document excluded.
 * :mod:`training.remixer.annotator` - the in-process logit fast path of relevance annotation.
 * :mod:`training.remixer.records` - append-only JSONL keyed by content hashes (exact resume).
-* :mod:`training.remixer.pipeline` - the stages and the summary.
+* :mod:`training.remixer.settings` - :class:`SynthesisSettings`, how a run behaves.
+* :mod:`training.remixer.stages` - one module per stage, and the :class:`SyntheticQuery` they pass along.
+* :mod:`training.remixer.pipeline` - :class:`ReMixer`: runs the stages over each task, writes the summary.
 * :mod:`training.remixer.cli` - ``reasonembed-train synthesize``.
 
 Importing this package loads no model and no LLM client.

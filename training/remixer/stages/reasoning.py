@@ -1,0 +1,28 @@
+"""The reasoning query of a labelled query: the LLM's reasoning about the knowledge the query needs, appended to the
+query (:func:`training.remixer.parsing.reasoning_query`); part of stage 4, timed on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..parsing import clean_reasoning
+from .context import REPLY_KEPT_CHARACTERS, SyntheticQuery, TaskContext
+
+
+def write_reasoning(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
+    """Ask for the reasoning of each query and record it (or why the reply was rejected)."""
+    ctx.bars.grow("reasoning", len(queries))
+    jobs = [(query, ctx.prompts.reasoning_messages(query.text)) for query in queries]
+    for query, completion in ctx.run.requests.results(
+        "reasoning", jobs, max_tokens=ctx.settings.max_tokens["reasoning"]
+    ):
+        text, reason = clean_reasoning(
+            completion.text, query=query.text, truncated=completion.finish_reason == "length"
+        )
+        row: dict[str, Any] = {"key": query.hash, "status": "ok" if text else "malformed"}
+        if text:
+            row["reasoning"] = text
+        else:
+            row.update(reason=reason, reply=completion.text[:REPLY_KEPT_CHARACTERS])
+        ctx.files.reasoning.append(row)
+        ctx.bars.step("reasoning")
