@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tasks_root = args.tasks_root
     if tasks_root is None:
-        from reasonembed_rag.evaluation.cli import offline_data_root
+        from reasonembed_rag.evaluation.tasks import offline_data_root
 
         tasks_root = offline_data_root()
     started = time.time()

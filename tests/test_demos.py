@@ -819,7 +819,7 @@ def test_comparison_with_the_real_local_server(local_server, tmp_path):
 def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, tmp_path):
     """`reasonembed-rag demo`: both frameworks agree with direct search; the robustness summary and the agent
     comparison (its LLM taken from OPENAI_* like a user's endpoint) land in the same report."""
-    from reasonembed_rag.demo import run_demo
+    from reasonembed_rag.cli.demo import run_demo
 
     endpoint = endpoint_factory(comparison_reply(champ_gold_answers(1)))
     monkeypatch.setenv("OPENAI_BASE_URL", endpoint.config.base_url)

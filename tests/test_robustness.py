@@ -162,8 +162,8 @@ def test_bad_arguments_get_clear_errors(capsys):
 
 
 def test_paraphrase_is_skipped_with_a_note_without_an_llm(monkeypatch):
+    from reasonembed_rag.cli.robustness import _llm
     from reasonembed_rag.llm import choose_llm
-    from reasonembed_rag.robustness.cli import _llm
 
     for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)

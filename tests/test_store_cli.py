@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from reasonembed_rag import store_cli
+from reasonembed_rag.cli import store as store_cli
 
 pytestmark = pytest.mark.slow
 

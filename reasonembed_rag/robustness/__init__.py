@@ -4,8 +4,9 @@
 * :mod:`.wordnet` - the synonym source: Princeton WordNet 3.0 database files shipped in a pip package;
 * :mod:`.paraphrase` - LLM paraphrases through any OpenAI-compatible endpoint;
 * :mod:`.poison` - query-copy and HotFlip passages, their targets, a scratch collection copy, ASR@k;
-* :mod:`.runner` - :func:`run_robustness` (the JSON payload), :func:`markdown_section`, :func:`plot`;
-* :mod:`.cli` - the sub-command.
+* :mod:`.runner` - :func:`run_robustness` (the JSON payload), :func:`markdown_section`, :func:`plot`.
+
+The sub-command is :mod:`reasonembed_rag.cli.robustness`.
 
 Nothing here changes a user's collection: poisoned passages only ever go into a scratch copy.
 """

@@ -371,7 +371,7 @@ def run_robustness(
     """Measure query-perturbation robustness and corpus-poisoning resistance; return the JSON payload.
 
     Args:
-        tasks: Loaded tasks (e.g. :func:`reasonembed_rag.evaluation.cli.load_tasks`).
+        tasks: Loaded tasks (e.g. :func:`reasonembed_rag.evaluation.tasks.load_tasks`).
         models: ``"bm25"``, registry aliases / folders / Hub ids, loaded encoders or
             :class:`~reasonembed_rag.retrieval.BM25` (one or a list). An alias that cannot be loaded is reported under
             ``skipped_models``.

@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from .cli import add_model_arguments, load_encoder
-from .jsonl import read_jsonl
+from ..jsonl import read_jsonl
+from .common import add_model_arguments, load_encoder
 
 __all__ = ["add_index_parser", "add_search_parser", "register"]
 
@@ -93,7 +93,7 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_index(args: argparse.Namespace) -> int:
     """Index ``args.source`` into ``args.collection``; print what was added."""
-    from .store import ChromaStore, recorded_model
+    from ..store import ChromaStore, recorded_model
 
     source: Path = args.source
     if not source.exists():
@@ -123,7 +123,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Search ``args.collection`` for each query; print ranked hits."""
-    from .store import ChromaStore, recorded_model
+    from ..store import ChromaStore, recorded_model
 
     if args.k < 1:
         raise SystemExit(f"-k must be at least 1, got {args.k}.")

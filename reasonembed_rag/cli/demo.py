@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .evaluation.cli import format_table
-from .evaluation.data import load_folder_task
-from .evaluation.offline import OFFLINE_TASKS, build_offline_tasks
-from .evaluation.runner import VIAS, TaskResult, evaluate_bm25, evaluate_dense
-from .llm import LLMChoice, add_llm_arguments, choose_llm_from_args
-from .models import ModelNotAvailableError
-from .retrieval import BM25
+from ..evaluation.data import load_folder_task
+from ..evaluation.offline import OFFLINE_TASKS, build_offline_tasks
+from ..evaluation.report import format_table
+from ..evaluation.runner import VIAS, TaskResult, evaluate_bm25, evaluate_dense
+from ..llm import LLMChoice, add_llm_arguments, choose_llm_from_args
+from ..models import ModelNotAvailableError
+from ..retrieval import BM25
 
 DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
 AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25.name)
@@ -51,7 +51,7 @@ def run_demo(
     ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``llm`` or
     ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` name an endpoint); ``robustness=False`` skips the robustness summary.
     """
-    from .encoder import ReasonEmbedEncoder
+    from ..encoder import ReasonEmbedEncoder
 
     started = time.perf_counter()
     output.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def run_demo(
     agreement = _agreement(results)
     robust = None
     if robustness:
-        from .robustness import QUICK, plot, run_robustness
+        from ..robustness import QUICK, plot, run_robustness
 
         loaded = {BM25.name: BM25(), **encoders}
         chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
@@ -171,7 +171,7 @@ def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) ->
         "",
     ]
     if payload.get("robustness"):
-        from .robustness import markdown_section as robustness_section
+        from ..robustness import markdown_section as robustness_section
 
         lines += [robustness_section(payload["robustness"], plot_path="robustness.png"), ""]
     if payload.get("agents"):
@@ -201,6 +201,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
+    """Add ``demo`` to the ``reasonembed-rag`` parser."""
     parser = commands.add_parser(
         "demo",
         help="the main job: offline tasks, Chroma, both frameworks, report",

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.tasks import load_tasks
 from ..llm import LLMChoice, LLMConfig, add_llm_arguments, choose_llm_from_args
-from .perturb import DEFAULT_RATE, FAMILIES
-from .poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipSettings
-from .runner import DEFAULT_SEEDS, markdown_section, plot, run_robustness
+from ..robustness.perturb import DEFAULT_RATE, FAMILIES
+from ..robustness.poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipSettings
+from ..robustness.runner import DEFAULT_SEEDS, RobustnessSettings, markdown_section, plot, run_robustness
+from .common import add_task_arguments, load_model, task_names
 
 
 @contextlib.contextmanager
@@ -28,9 +30,6 @@ def _llm(choice: LLMChoice, families: list[str]) -> Iterator[LLMConfig | None]:
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from ..evaluation.cli import load_model, load_tasks, task_names
-    from .runner import RobustnessSettings
-
     hotflip = HotFlipSettings(args.hotflip_steps, args.hotflip_candidates, args.hotflip_tokens, args.hotflip_start)
     settings = RobustnessSettings(  # checked before anything is loaded, so a bad flag fails at once
         families=args.families,
@@ -72,8 +71,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    from ..evaluation.cli import add_task_arguments
-
+    """Add ``robustness`` to the ``reasonembed-rag`` parser."""
     parser = commands.add_parser(
         "robustness",
         help="query perturbations and corpus poisoning for a model (or bm25)",

@@ -1,37 +1,14 @@
-"""The ``reasonembed-rag`` command line.
-
-Sub-commands: ``models`` (the registry), ``embed`` (texts or JSONL in, ``.npy`` out), ``index`` and ``search``
-(Chroma collections), ``bright`` (evaluation through the framework retrievers) and ``demo`` (the main job).
-Each sub-command's parser lives next to the code it drives; this module only wires them together.
-"""
+"""The ``reasonembed-rag embed`` sub-command (texts or JSONL in, ``.npy`` out) and ``models`` (the registry)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .jsonl import read_jsonl
-from .models import REGISTRY, ModelNotAvailableError
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = "minilm-l6") -> None:
-    """The model-loading options shared by every sub-command that embeds."""
-    parser.add_argument(
-        "--model", default=default, help=f"registry alias, Hub id, model folder or .gguf file (default: {default})"
-    )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: first GPU, else CPU)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto (default: auto)")
-    parser.add_argument("--max-length", type=int, default=None, help="maximum tokens per text (default: the model's)")
-
-
-def load_encoder(args: argparse.Namespace):  # noqa: ANN201 - returns ReasonEmbedEncoder
-    from .encoder import ReasonEmbedEncoder
-
-    return ReasonEmbedEncoder.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, max_length=args.max_length
-    )
+from ..jsonl import read_jsonl
+from ..models import REGISTRY
+from .common import add_model_arguments, load_encoder
 
 
 def read_texts(path: Path, field: str | None) -> list[str]:
@@ -72,13 +49,8 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reasonembed-rag",
-        description="ReasonEmbed embeddings for RAG: embed, index into Chroma, search, evaluate on BRIGHT, demo.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(commands: Any) -> None:
+    """Add ``models`` and ``embed`` to the ``reasonembed-rag`` parser."""
     models = commands.add_parser("models", help="list the known model aliases")
     models.set_defaults(func=_models)
 
@@ -97,25 +69,3 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", default="embeddings.npy", help="output .npy path (default: embeddings.npy)")
     add_model_arguments(embed)
     embed.set_defaults(func=_embed)
-
-    from . import demo, store_cli
-    from .evaluation import cli as evaluation_cli
-    from .robustness import cli as robustness_cli
-
-    for module in (store_cli, evaluation_cli, robustness_cli, demo):
-        module.register(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ModelNotAvailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

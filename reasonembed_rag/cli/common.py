@@ -1,0 +1,59 @@
+"""Flags and loaders shared by the ``reasonembed-rag`` sub-commands: the model flags, the data/model/path flags of
+``bright`` and ``robustness``, and loading what they name.
+
+The bottom of the command-line layer: every other ``cli`` module may import this one; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..evaluation.runner import VIAS
+from ..evaluation.tasks import OFFLINE
+from ..retrieval import load_retriever
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = "minilm-l6") -> None:
+    """The model-loading options shared by every sub-command that embeds."""
+    parser.add_argument(
+        "--model", default=default, help=f"registry alias, Hub id, model folder or .gguf file (default: {default})"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: first GPU, else CPU)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto (default: auto)")
+    parser.add_argument("--max-length", type=int, default=None, help="maximum tokens per text (default: the model's)")
+
+
+def load_encoder(args: argparse.Namespace):  # noqa: ANN201 - returns ReasonEmbedEncoder
+    """The encoder named by :func:`add_model_arguments`' flags (imported here so ``--help`` stays fast)."""
+    from ..encoder import ReasonEmbedEncoder
+
+    return ReasonEmbedEncoder.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, max_length=args.max_length
+    )
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, model and retrieval-path flags shared by ``bright`` and ``robustness``."""
+    parser.add_argument(
+        "--data",
+        default=OFFLINE,
+        help="'offline' (the packaged offline tasks, default), a BRIGHT-layout folder, or a Hub dataset id "
+        "such as xlangai/BRIGHT",
+    )
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all in --data)")
+    add_model_arguments(parser, default="minilm-l6")
+    parser.add_argument("--via", choices=VIAS, default="direct", help="retrieval path (default: direct)")
+    parser.add_argument("--chroma", default=None, help="Chroma folder or http://host:port (default: user data dir)")
+    parser.add_argument("--instruction", default=None, help="override the per-task query instruction")
+
+
+def task_names(args: argparse.Namespace) -> list[str] | None:
+    """``--tasks`` as a list (None: every task in ``--data``)."""
+    return [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """``--model``: :class:`~reasonembed_rag.retrieval.BM25` for ``bm25``, else the encoder loaded with the model
+    flags."""
+    return load_retriever(args.model, load=lambda _: load_encoder(args))
