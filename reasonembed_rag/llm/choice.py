@@ -228,18 +228,18 @@ def add_llm_arguments(
     def add(flag: str, help_text: str, **options: Any) -> None:
         group.add_argument(flag, *aliases.get(flag, ()), help=notes.get(flag, help_text), **options)
 
-    add("--llm-base-url", "OpenAI-compatible endpoint, e.g. http://host:8000/v1 (default: $OPENAI_BASE_URL)")
-    add("--llm-api-key", "the endpoint's API key (default: $OPENAI_API_KEY; local servers accept any)")
-    add("--llm-model", "the model name the endpoint serves (default: $OPENAI_MODEL)")
+    add("--llm-base-url", "OpenAI-compatible endpoint, http://host:PORT/v1 (default: $OPENAI_BASE_URL)", metavar="URL")
+    add("--llm-api-key", "the endpoint's API key (default: $OPENAI_API_KEY; local servers accept any)", metavar="KEY")
+    add("--llm-model", "the model name the endpoint serves (default: $OPENAI_MODEL)", metavar="NAME")
     add(
         "--llm-local",
         "use a local transformers serve of SmolLM2-135M-Instruct on 127.0.0.1 even when OPENAI_* name an endpoint",
         action="store_true",
     )
     add("--llm-local-model", "model folder for the local server (implies --llm-local)", metavar="FOLDER")
-    add("--llm-threads", "torch threads of the local server (default 1)", type=int, default=1)
-    add("--llm-timeout", "seconds per request attempt (default 300)", type=float, default=300.0)
-    add("--llm-max-retries", "retries of a failed request (default 5)", type=int, default=5)
+    add("--llm-threads", "torch threads of the local server (default 1)", type=int, default=1, metavar="N")
+    add("--llm-timeout", "seconds per request attempt (default 300)", type=float, default=300.0, metavar="SECONDS")
+    add("--llm-max-retries", "retries of a failed request (default 5)", type=int, default=5, metavar="N")
     if sampling is not None:
         described = {
             "temperature": ("--llm-temperature", "sampling temperature", float),
@@ -251,7 +251,7 @@ def add_llm_arguments(
             flag, what, kind = described[name]
             default = sampling.get(name)
             shown = f" (default {default})" if default is not None else ""
-            add(flag, f"{what}{shown}", type=kind, default=default)
+            add(flag, f"{what}{shown}", type=kind, default=default, metavar="N" if kind is int else "X")
     return group
 
 
