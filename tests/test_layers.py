@@ -1,0 +1,281 @@
+"""The import graph points down the layers, and nothing imports the repository's folders by their generic names.
+
+Every import statement is read with ``ast``: at module level, inside functions and under ``TYPE_CHECKING`` alike (a
+cycle hidden behind a function-local import is still a cycle), with relative imports resolved. ``training/`` and
+``demos/`` are read as the packages they install as (``reasonembed_rag.training``, ``reasonembed_rag.demos``).
+A failure names the importing file and line and the module it imports.
+
+Whether importing ``reasonembed_rag`` pulls in llama_index, langchain or chromadb is checked by running it, in
+``tests/test_encoder.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SOURCE_FOLDERS = {
+    "reasonembed_rag": "reasonembed_rag",
+    "training": "reasonembed_rag.training",
+    "demos": "reasonembed_rag.demos",
+}
+"""Repository folder -> the package it installs as (pyproject.toml's ``package-dir``)."""
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "core: encoder, models, instructions, the LLM client, small utilities",
+        ("reasonembed_rag",),
+    ),
+    (
+        "store and framework integrations",
+        # The package's own __init__ belongs here: its public API re-exports ChromaStore and the adapters.
+        ("reasonembed_rag.__init__", "reasonembed_rag.store", "reasonembed_rag.integrations"),
+    ),
+    (
+        "evaluation and robustness",
+        ("reasonembed_rag.evaluation", "reasonembed_rag.robustness"),
+    ),
+    (
+        "training and demos",
+        ("reasonembed_rag.training", "reasonembed_rag.demos"),
+    ),
+    (
+        "command line",
+        ("reasonembed_rag.cli", "reasonembed_rag.__main__"),
+    ),
+)
+"""Layers from low to high, each with the modules it holds (a name covers its sub-modules; the longest name that
+matches wins, so a module under ``reasonembed_rag`` that no other row names is core). A module may import its own
+layer and the layers below it. ``reasonembed_rag.__init__`` names the package's ``__init__.py`` alone."""
+
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        # The command-line modules that move into reasonembed_rag/cli/ (issue 12, item 4).
+        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.cli"),
+        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.data"),
+        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.offline"),
+        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.runner"),
+        ("reasonembed_rag.demo", "reasonembed_rag.robustness.__init__"),
+        ("reasonembed_rag.demo", "reasonembed_rag.demos.compare"),
+        ("reasonembed_rag.evaluation.cli", "reasonembed_rag.cli"),
+        ("reasonembed_rag.store_cli", "reasonembed_rag.cli"),
+        ("reasonembed_rag.store_cli", "reasonembed_rag.evaluation.data"),
+        ("reasonembed_rag.store_cli", "reasonembed_rag.store"),
+        # The LLM client that moves from training/llm.py into reasonembed_rag/llm.py (issue 12, item 1).
+        ("reasonembed_rag.robustness.cli", "reasonembed_rag.training.llm"),
+        ("reasonembed_rag.robustness.paraphrase", "reasonembed_rag.training.llm"),
+    }
+)
+"""(importer, imported) module pairs that break the layering today and are being fixed; the test fails when one of
+them no longer occurs, so this list only shrinks."""
+
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
+    {
+        frozenset(
+            {
+                "reasonembed_rag.cli",
+                "reasonembed_rag.demo",
+                "reasonembed_rag.evaluation.cli",
+                "reasonembed_rag.robustness.cli",
+                "reasonembed_rag.store_cli",
+            }
+        ),
+        frozenset(
+            {
+                "reasonembed_rag.demos.langchain_agent",
+                "reasonembed_rag.demos.llama_index_agent",
+                "reasonembed_rag.demos.retrievers",
+            }
+        ),
+    }
+)
+"""Groups of modules that import each other today and are being untangled; like :data:`KNOWN_VIOLATIONS`, it only
+shrinks."""
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's edge in the module graph."""
+
+    importer: str
+    imported: str
+    file: Path
+    line: int
+
+    def where(self) -> str:
+        return f"{self.file.relative_to(ROOT)}:{self.line}"
+
+
+def _listing(edges: list[Import], describe=lambda module: module) -> str:
+    """One line per import statement, in file and line order (``from x import a, b`` once)."""
+    lines = {
+        (str(edge.file), edge.line, edge.imported): (
+            f"  {edge.where()}: {describe(edge.importer)} imports {describe(edge.imported)}"
+        )
+        for edge in edges
+    }
+    return "\n".join(lines[key] for key in sorted(lines))
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the three source folders, by its installed name (a package by ``pkg.__init__``)."""
+    modules = {}
+    for folder, package in SOURCE_FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
+            modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str:
+    """The module a dotted import name loads: ``pkg`` means ``pkg.__init__`` when ``pkg`` is a package of ours."""
+    return f"{name}.__init__" if f"{name}.__init__" in MODULES else name
+
+
+def _imports(module: str, path: Path) -> Iterator[Import]:
+    package = module.rsplit(".", 1)[0]  # a package's __init__ and a plain module both resolve against their package
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module, _resolve(alias.name), path, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                if node.level - 1 >= len(base):
+                    raise AssertionError(f"{path}:{node.lineno}: relative import goes above the top-level package.")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                # `from pkg import name` loads the sub-module pkg.name when there is one, else an attribute of pkg.
+                candidate = f"{target}.{alias.name}"
+                if candidate in MODULES or f"{candidate}.__init__" in MODULES:
+                    yield Import(module, _resolve(candidate), path, node.lineno)
+                else:
+                    yield Import(module, _resolve(target), path, node.lineno)
+
+
+IMPORTS: list[Import] = [edge for module, path in MODULES.items() for edge in _imports(module, path)]
+
+
+def layer_of(module: str) -> int | None:
+    """Index into :data:`LAYERS` of the row with the longest name covering ``module``; None outside the project."""
+    best: tuple[int, int] | None = None
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if module == name or module.startswith(name + "."):
+                if best is None or len(name) > best[0]:
+                    best = (len(name), index)
+    return None if best is None else best[1]
+
+
+def _upward_imports() -> list[Import]:
+    upward = []
+    for edge in IMPORTS:
+        source, target = layer_of(edge.importer), layer_of(edge.imported)
+        if source is not None and target is not None and target > source:
+            upward.append(edge)
+    return upward
+
+
+def test_the_layer_table_sees_the_whole_tree():
+    """The graph was read (a broken walk would pass every check vacuously) and the table places known modules."""
+    assert len(MODULES) > 40 and len(IMPORTS) > 200, (len(MODULES), len(IMPORTS))
+    expected = {
+        "reasonembed_rag.encoder": 0,
+        "reasonembed_rag.models": 0,
+        "reasonembed_rag.instructions": 0,
+        "reasonembed_rag.__init__": 1,
+        "reasonembed_rag.store": 1,
+        "reasonembed_rag.integrations.chroma": 1,
+        "reasonembed_rag.evaluation.runner": 2,
+        "reasonembed_rag.robustness.poison": 2,
+        "reasonembed_rag.training.loss": 3,
+        "reasonembed_rag.demos.compare": 3,
+        "reasonembed_rag.cli": 4,
+        "reasonembed_rag.cli.bright": 4,
+    }
+    assert {module: layer_of(module) for module in expected} == expected
+    assert layer_of("numpy") is None and layer_of("reasonembed_rag_other") is None
+
+
+def test_relative_imports_resolve_to_installed_names():
+    """Spot checks of the resolver on imports that exist in the tree, including the mapped training/ package."""
+    edges = {(edge.importer, edge.imported) for edge in IMPORTS}
+    assert ("reasonembed_rag.training.loss", "torch") in edges
+    assert ("reasonembed_rag.encoder", "reasonembed_rag.instructions") in edges
+    assert ("reasonembed_rag.__init__", "reasonembed_rag.integrations.chroma") in edges  # under TYPE_CHECKING
+    remixer = [edge for edge in IMPORTS if edge.importer.startswith("reasonembed_rag.training.remixer.")]
+    assert remixer and all(not edge.imported.startswith(("training", "remixer")) for edge in remixer)
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = _upward_imports()
+    unexpected = [edge for edge in upward if (edge.importer, edge.imported) not in KNOWN_VIOLATIONS]
+    assert not unexpected, (
+        "A module imports a higher layer (move the shared piece down or the caller up; the layers are LAYERS in "
+        "tests/test_layers.py):\n" + _listing(unexpected, lambda module: f"{module} [{LAYERS[layer_of(module)][0]}]")
+    )
+    fixed = KNOWN_VIOLATIONS - {(edge.importer, edge.imported) for edge in upward}
+    assert not fixed, f"These known violations are gone: remove them from KNOWN_VIOLATIONS: {sorted(fixed)}"
+
+
+def _reachable(start: str, graph: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def import_cycles() -> list[frozenset[str]]:
+    """Groups of two or more project modules that import each other, directly or through others."""
+    graph: dict[str, set[str]] = {}
+    for edge in IMPORTS:
+        if edge.imported in MODULES and edge.imported != edge.importer:
+            graph.setdefault(edge.importer, set()).add(edge.imported)
+    reach = {module: _reachable(module, graph) for module in MODULES}
+    cyclic = [module for module in MODULES if module in reach[module]]
+    groups = {frozenset(other for other in reach[module] if module in reach[other]) for module in cyclic}
+    return sorted(groups, key=sorted)
+
+
+def test_no_import_cycles():
+    cycles = [group for group in import_cycles() if group not in KNOWN_CYCLES]
+    report = [
+        "cycle of " + ", ".join(sorted(group)) + ":\n"
+        + _listing([edge for edge in IMPORTS if edge.importer in group and edge.imported in group])
+        for group in cycles
+    ]
+    assert not report, "Modules import each other (a function-local import still counts):\n" + "\n".join(report)
+    fixed = KNOWN_CYCLES - set(import_cycles())
+    assert not fixed, f"These known cycles are gone: remove them from KNOWN_CYCLES: {[sorted(c) for c in fixed]}"
+
+
+@pytest.mark.parametrize("generic", ["training", "demos"])
+def test_nothing_imports_the_generic_top_level_names(generic):
+    """``training`` and ``demos`` exist only as ``reasonembed_rag.training`` / ``reasonembed_rag.demos`` once
+    installed, so an ``import training`` works from a checkout and breaks in a wheel."""
+    found = [edge for edge in IMPORTS if edge.imported == generic or edge.imported.startswith(generic + ".")]
+    assert not found, f"Import reasonembed_rag.{generic} instead:\n" + _listing(found)
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    """The checker itself: a core module that imports training, inside a function, is reported with its line."""
+    source = tmp_path / "encoder.py"
+    source.write_text("import numpy\n\n\ndef f():\n    from .training import loss\n", encoding="utf-8")
+    edges = list(_imports("reasonembed_rag.encoder", source))
+    assert [(edge.imported, edge.line) for edge in edges] == [("numpy", 1), ("reasonembed_rag.training.loss", 5)]
+    assert layer_of(edges[1].imported) > layer_of(edges[1].importer)
