@@ -148,14 +148,7 @@ def _imports(module: str, path: Path) -> Iterator[Import]:
             for alias in node.names:
                 yield Import(module, _resolve(alias.name), path, node.lineno)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                if node.level - 1 >= len(base):
-                    raise AssertionError(f"{path}:{node.lineno}: relative import goes above the top-level package.")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _absolute(package, node.level, node.module or "", f"{path}:{node.lineno}")
             for alias in node.names:
                 # `from pkg import name` loads the sub-module pkg.name when there is one, else an attribute of pkg.
                 candidate = f"{target}.{alias.name}"
@@ -163,6 +156,31 @@ def _imports(module: str, path: Path) -> Iterator[Import]:
                     yield Import(module, _resolve(candidate), path, node.lineno)
                 else:
                     yield Import(module, _resolve(target), path, node.lineno)
+        elif isinstance(node, ast.Call) and _called_name(node) in ("import_module", "__import__") and node.args:
+            # A literal name passed to importlib.import_module / __import__ is an import too (a dispatch table of
+            # module names is not: it has no literal at the call).
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                name = first.value.lstrip(".")
+                level = len(first.value) - len(name)
+                target = _absolute(package, level, name, f"{path}:{node.lineno}")
+                yield Import(module, _resolve(target), path, node.lineno)
+
+
+def _absolute(package: str, level: int, name: str, where: str) -> str:
+    """The absolute name of an import made ``level`` dots above ``package`` (0: already absolute)."""
+    if not level:
+        return name
+    base = package.split(".")
+    if level - 1 >= len(base):
+        raise AssertionError(f"{where}: relative import goes above the top-level package.")
+    return ".".join(base[: len(base) - (level - 1)] + ([name] if name else []))
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return call.func.attr if isinstance(call.func, ast.Attribute) else None
 
 
 IMPORTS: list[Import] = [edge for module, path in MODULES.items() for edge in _imports(module, path)]
@@ -279,3 +297,10 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     edges = list(_imports("reasonembed_rag.encoder", source))
     assert [(edge.imported, edge.line) for edge in edges] == [("numpy", 1), ("reasonembed_rag.training.loss", 5)]
     assert layer_of(edges[1].imported) > layer_of(edges[1].importer)
+
+
+def test_a_literal_import_module_call_counts_as_an_import(tmp_path):
+    source = tmp_path / "__init__.py"
+    source.write_text("import importlib\nimportlib.import_module('.demos.compare', __name__)\n", encoding="utf-8")
+    edges = list(_imports("reasonembed_rag.__init__", source))
+    assert [(edge.imported, edge.line) for edge in edges] == [("importlib", 1), ("reasonembed_rag.demos.compare", 2)]
