@@ -29,8 +29,8 @@ SOURCE_FOLDERS = {
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "core: encoder, models, instructions, the LLM client, small utilities",
-        ("reasonembed_rag",),
+        "core: encoder, models, instructions, llm, retrieval, jsonl",
+        ("reasonembed_rag",),  # every module of the package that no row below names
     ),
     (
         "store and framework integrations",
@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "command line",
-        ("reasonembed_rag.cli", "reasonembed_rag.__main__"),
+        ("reasonembed_rag.cli",),
     ),
 )
 """Layers from low to high, each with the modules it holds (a name covers its sub-modules; the longest name that
@@ -56,47 +56,6 @@ layer and the layers below it. ``reasonembed_rag.__init__`` names the package's 
 
 INDEPENDENT_PACKAGES = ("reasonembed_rag.training", "reasonembed_rag.demos")
 """Packages of one layer that must not import each other: what both need belongs in a lower layer."""
-
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # The command-line modules that move into reasonembed_rag/cli/ (issue 12, item 4).
-        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.cli"),
-        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.data"),
-        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.offline"),
-        ("reasonembed_rag.demo", "reasonembed_rag.evaluation.runner"),
-        ("reasonembed_rag.demo", "reasonembed_rag.robustness.__init__"),
-        ("reasonembed_rag.demo", "reasonembed_rag.demos.compare"),
-        ("reasonembed_rag.evaluation.cli", "reasonembed_rag.cli"),
-        ("reasonembed_rag.store_cli", "reasonembed_rag.cli"),
-        ("reasonembed_rag.store_cli", "reasonembed_rag.evaluation.data"),
-        ("reasonembed_rag.store_cli", "reasonembed_rag.store"),
-    }
-)
-"""(importer, imported) module pairs that break the layering today and are being fixed; the test fails when one of
-them no longer occurs, so this list only shrinks."""
-
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        frozenset(
-            {
-                "reasonembed_rag.cli",
-                "reasonembed_rag.demo",
-                "reasonembed_rag.evaluation.cli",
-                "reasonembed_rag.robustness.cli",
-                "reasonembed_rag.store_cli",
-            }
-        ),
-        frozenset(
-            {
-                "reasonembed_rag.demos.langchain_agent",
-                "reasonembed_rag.demos.llama_index_agent",
-                "reasonembed_rag.demos.retrievers",
-            }
-        ),
-    }
-)
-"""Groups of modules that import each other today and are being untangled; like :data:`KNOWN_VIOLATIONS`, it only
-shrinks."""
 
 
 @dataclass(frozen=True)
@@ -239,13 +198,10 @@ def test_relative_imports_resolve_to_installed_names():
 
 def test_no_module_imports_a_higher_layer():
     upward = _upward_imports()
-    unexpected = [edge for edge in upward if (edge.importer, edge.imported) not in KNOWN_VIOLATIONS]
-    assert not unexpected, (
+    assert not upward, (
         "A module imports a higher layer (move the shared piece down or the caller up; the layers are LAYERS in "
-        "tests/test_layers.py):\n" + _listing(unexpected, lambda module: f"{module} [{LAYERS[layer_of(module)][0]}]")
+        "tests/test_layers.py):\n" + _listing(upward, lambda module: f"{module} [{LAYERS[layer_of(module)][0]}]")
     )
-    fixed = KNOWN_VIOLATIONS - {(edge.importer, edge.imported) for edge in upward}
-    assert not fixed, f"These known violations are gone: remove them from KNOWN_VIOLATIONS: {sorted(fixed)}"
 
 
 def test_independent_packages_do_not_import_each_other():
@@ -283,15 +239,12 @@ def import_cycles() -> list[frozenset[str]]:
 
 
 def test_no_import_cycles():
-    cycles = [group for group in import_cycles() if group not in KNOWN_CYCLES]
     report = [
         "cycle of " + ", ".join(sorted(group)) + ":\n"
         + _listing([edge for edge in IMPORTS if edge.importer in group and edge.imported in group])
-        for group in cycles
+        for group in import_cycles()
     ]
     assert not report, "Modules import each other (a function-local import still counts):\n" + "\n".join(report)
-    fixed = KNOWN_CYCLES - set(import_cycles())
-    assert not fixed, f"These known cycles are gone: remove them from KNOWN_CYCLES: {[sorted(c) for c in fixed]}"
 
 
 @pytest.mark.parametrize("generic", ["training", "demos"])
