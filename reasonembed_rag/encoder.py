@@ -299,6 +299,16 @@ class ReasonEmbedEncoder:
         """Whether this model's query format has room for an instruction (False for e.g. all-MiniLM-L6-v2)."""
         return "{instruction}" in self.config.query_format
 
+    def loading_settings(self) -> dict[str, Any]:
+        """The :meth:`from_pretrained` options that shape this encoder's vectors and where it runs (pooling, max
+        length, query format, device), as plain values: what a collection records to rebuild the same encoder."""
+        return {
+            "pooling": self.config.pooling,
+            "max_length": self.config.max_length,
+            "query_format": self.config.query_format,
+            "device": str(self.devices[0]),
+        }
+
     def resolve_instruction(
         self, task: str | None = None, instruction: str | None = None, *, long: bool = False
     ) -> str | None:
@@ -330,6 +340,7 @@ class ReasonEmbedEncoder:
         instruction: str | None = None,
         long: bool = False,
         show_progress: bool | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Embed queries with the task instruction in the model's query format.
 
@@ -337,21 +348,34 @@ class ReasonEmbedEncoder:
             float32 array of shape ``(len(texts), dimension)``, rows L2-normalised.
         """
         formatted = self.format_queries(texts, task=task, instruction=instruction, long=long)
-        return self.encode(formatted, show_progress=show_progress)
+        return self.encode(formatted, show_progress=show_progress, batch_size=batch_size)
 
-    def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
+    def encode_documents(
+        self, texts: Sequence[str], *, show_progress: bool | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """Embed documents. Documents never get an instruction."""
-        return self.encode(check_texts(texts, what="documents"), show_progress=show_progress)
+        return self.encode(check_texts(texts, what="documents"), show_progress=show_progress, batch_size=batch_size)
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
-        """Embed texts exactly as given (no instruction added)."""
+    def encode(
+        self, texts: Sequence[str], *, show_progress: bool | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Embed texts exactly as given (no instruction added).
+
+        Args:
+            texts: The exact strings to embed.
+            show_progress: Show a progress bar; default from 256 texts on.
+            batch_size: At most this many texts per forward pass (default :attr:`max_batch_size`); the padded-token
+                budget :attr:`batch_tokens` still applies.
+        """
+        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
         items = check_texts(texts)
         output = np.zeros((len(items), self.dimension), dtype=np.float32)
         if not items:
             return output
         token_ids = self.tokenize(items)
-        batches = list(self._plan_batches(token_ids))
+        batches = list(self._plan_batches(token_ids, batch_size or self.max_batch_size))
         if show_progress is None:
             show_progress = len(items) >= AUTO_PROGRESS_THRESHOLD
         from tqdm.auto import tqdm
@@ -408,13 +432,14 @@ class ReasonEmbedEncoder:
             suffix = [eos]
         return prefix, suffix
 
-    def _plan_batches(self, token_ids: list[list[int]]) -> Iterator[list[int]]:
-        """Length-sorted (longest first) batches whose padded size stays within the token budget."""
+    def _plan_batches(self, token_ids: list[list[int]], max_texts: int) -> Iterator[list[int]]:
+        """Length-sorted (longest first) batches of at most ``max_texts`` whose padded size stays within the token
+        budget."""
         order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
         batch: list[int] = []
         for index in order:
             width = len(token_ids[batch[0]]) if batch else len(token_ids[index])
-            if batch and ((len(batch) + 1) * width > self.batch_tokens or len(batch) >= self.max_batch_size):
+            if batch and ((len(batch) + 1) * width > self.batch_tokens or len(batch) >= max_texts):
                 yield batch
                 batch = []
             batch.append(index)

@@ -105,3 +105,12 @@ def local_server():
     with server:
         yield server
     assert not server.running
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory):
+    """A tiny random Qwen3 decoder folder (a real model built from a config; loads in about a second), for adapters
+    built from a model name. Its query format takes instructions, so tasks change query vectors."""
+    from .tiny_models import build_tiny_decoder
+
+    return str(build_tiny_decoder(tmp_path_factory.mktemp("tiny-adapter-model"), "qwen3"))

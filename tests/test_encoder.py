@@ -52,6 +52,29 @@ def test_batched_equals_one_at_a_time_tiny(tiny, batch_tokens):
     assert _min_cosine(batched, single) >= 0.9999
 
 
+def test_batch_size_caps_texts_per_forward_pass(tiny):
+    sizes: list[int] = []
+    hook = tiny.model.register_forward_hook(
+        lambda module, args, kwargs, output: sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        texts = MIXED[:5]
+        default = tiny.encode_documents(texts)
+        assert sizes == [5]
+        sizes.clear()
+        capped = tiny.encode_documents(texts, batch_size=2)
+        assert sizes == [2, 2, 1]
+        sizes.clear()
+        tiny.encode_queries(texts, task="biology", batch_size=4)
+        assert sizes == [4, 1]
+    finally:
+        hook.remove()
+    assert _min_cosine(capped, default) >= 0.9999
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            tiny.encode(["x"], batch_size=bad)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["minilm", "smollm2"])
 def test_batched_equals_one_at_a_time_packaged(request, fixture):

@@ -44,7 +44,18 @@ def test_registered_and_not_legacy():
 def test_config_round_trip_does_not_load_the_model():
     function = ChromaEmbeddingFunction("no-such-model-folder", instruction="Find proofs.")
     rebuilt = ChromaEmbeddingFunction.build_from_config(function.get_config())
-    assert rebuilt.get_config() == {"model": "no-such-model-folder", "task": None, "instruction": "Find proofs."}
+    assert rebuilt.get_config() == {
+        "model": "no-such-model-folder",
+        "task": None,
+        "instruction": "Find proofs.",
+        "pooling": None,
+        "max_length": None,
+        "query_format": None,
+        "device": None,
+    }
+    old_style = ChromaEmbeddingFunction.build_from_config({"model": "m", "task": "biology", "instruction": None})
+    # a configuration written before the settings were recorded rebuilds with the model's own settings
+    assert old_style.model_kwargs == {} and old_style.task == "biology"
     with pytest.raises(ValueError, match="needs a 'model'"):
         ChromaEmbeddingFunction.build_from_config({"task": "biology"})
     with pytest.raises(ValueError, match="either task"):
@@ -96,5 +107,72 @@ def test_store_persists_its_task_in_the_function(tmp_path, shared_minilm):
     assert persisted == {
         "type": "known",
         "name": "reasonembed",
-        "config": {"model": "minilm-l6", "task": "biology", "instruction": None},
+        "config": {"model": "minilm-l6", "task": "biology", "instruction": None, **shared_minilm.loading_settings()},
     }
+
+
+# --- fast: a tiny real model built from a config ------------------------------------------------------------------
+
+OWN_FORMAT = "Task: {instruction} | {query}"
+
+
+def test_config_records_the_loading_settings_and_rebuilds_the_same_encoder(tiny_model_folder):
+    asked = ChromaEmbeddingFunction(
+        model_name=tiny_model_folder, task="biology", model_kwargs={"query_format": OWN_FORMAT, "max_length": 64}
+    )
+    config = asked.get_config()  # before loading: the options asked for
+    assert {k: config[k] for k in ("query_format", "max_length", "pooling", "device")} == {
+        "query_format": OWN_FORMAT,
+        "max_length": 64,
+        "pooling": None,
+        "device": None,
+    }
+    rebuilt = ChromaEmbeddingFunction.build_from_config(config)
+    assert rebuilt.encoder.query_format == OWN_FORMAT and rebuilt.encoder.max_length == 64
+    np.testing.assert_allclose(
+        rebuilt.embed_query([QUERY])[0], rebuilt.encoder.encode_queries([QUERY], task="biology")[0], atol=1e-6
+    )
+    assert rebuilt.encoder.format_queries([QUERY], task="biology")[0].startswith("Task: ")
+
+    loaded = rebuilt.get_config()  # after loading: the encoder's own settings, device included
+    assert loaded == {**config, "pooling": "lasttoken", "device": "cpu"}
+    assert ChromaEmbeddingFunction.build_from_config(loaded).encoder is rebuilt.encoder  # shared, not reloaded
+    plain = ChromaEmbeddingFunction(tiny_model_folder)
+    assert plain.encoder is not rebuilt.encoder and plain.encoder.query_format != OWN_FORMAT
+
+    elsewhere = ChromaEmbeddingFunction.build_from_config({**loaded, "device": "cuda:99"})  # no such device here
+    assert "device" not in elsewhere.model_kwargs and elsewhere.encoder is rebuilt.encoder
+
+
+def test_swapping_the_model_of_a_collection_is_refused(tmp_path):
+    client = chromadb.PersistentClient(path=str(tmp_path))
+    function = ChromaEmbeddingFunction("model-a", task="biology", model_kwargs={"query_format": OWN_FORMAT})
+    collection = client.create_collection(
+        "swap", embedding_function=function, configuration={"hnsw": {"space": "cosine"}}
+    )
+    with pytest.raises(ValueError, match="model 'model-a' -> 'model-b'"):
+        collection.modify(configuration={"embedding_function": ChromaEmbeddingFunction("model-b")})
+    with pytest.raises(ValueError, match="query_format"):
+        bare = ChromaEmbeddingFunction("model-a", model_kwargs={"query_format": "{query}"})
+        collection.modify(configuration={"embedding_function": bare})
+    assert collection.configuration["embedding_function"].model == "model-a"
+    collection.modify(configuration={"embedding_function": function.with_task("economics")})  # queries only: fine
+    assert collection.configuration["embedding_function"].task == "economics"
+    function.validate_config_update(function.get_config(), {**function.get_config(), "device": "cuda:1"})
+
+
+def test_encode_options_reach_the_encoder(tiny_model_folder):
+    from .stub_encoders import CountingEncoder
+
+    counting = CountingEncoder(ChromaEmbeddingFunction(tiny_model_folder).encoder)
+    function = ChromaEmbeddingFunction.from_encoder(counting, encode_kwargs={"batch_size": 4})
+    function(["a", "b"])
+    function.embed_query(["q"])
+    function.with_task("economics")(["c"])
+    assert [(kind, kwargs["batch_size"]) for kind, _, kwargs in counting.calls] == [
+        ("documents", 4),
+        ("queries", 4),
+        ("documents", 4),
+    ]
+    with pytest.raises(ValueError, match="Unknown encode_kwargs"):
+        ChromaEmbeddingFunction(tiny_model_folder, encode_kwargs={"prompt": "x"})

@@ -10,12 +10,11 @@ import pytest
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.schema import QueryBundle, TextNode
+from llama_index.core.storage.kvstore import SimpleKVStore
 
 from reasonembed_rag.integrations.llama_index import DEFAULT_EMBED_BATCH_SIZE, LlamaIndexEmbedding
 
 from .stub_encoders import CountingEncoder
-
-pytestmark = pytest.mark.slow
 
 QUERY = "Why do cells stop dividing as an organism ages?"
 TEXTS = [
@@ -25,6 +24,7 @@ TEXTS = [
 ]
 
 
+@pytest.mark.slow
 def test_retriever_over_the_collection_equals_exact_search(champ, champ_exact, champ_index):
     retriever = champ_index.store.llama_index_retriever(k=10)
     rankings = [[result.node.node_id for result in retriever.retrieve(query)] for query in champ.queries]
@@ -33,6 +33,7 @@ def test_retriever_over_the_collection_equals_exact_search(champ, champ_exact, c
     assert first.node.get_content() == champ.texts[champ.ids.index(first.node.node_id)]
 
 
+@pytest.mark.slow
 def test_deep_retrieval_with_precomputed_query_vectors(champ, champ_exact, champ_index):
     retriever = champ_index.store.llama_index_retriever(k=400)
     bundle = QueryBundle(query_str=champ.queries[1], embedding=champ_exact.queries[1].tolist())
@@ -41,6 +42,7 @@ def test_deep_retrieval_with_precomputed_query_vectors(champ, champ_exact, champ
     champ_exact.assert_same_ranking([ranking], 400, scores=champ_exact.scores[1:2])
 
 
+@pytest.mark.slow
 def test_queries_carry_the_instruction_and_texts_never(minilm_instructed):
     embedding = LlamaIndexEmbedding.from_encoder(minilm_instructed, task="biology")
     query = np.array(embedding.get_query_embedding(QUERY))
@@ -52,6 +54,7 @@ def test_queries_carry_the_instruction_and_texts_never(minilm_instructed):
     assert not np.allclose(query, bare, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_text_batches_reach_the_encoder_whole(shared_minilm):
     counting = CountingEncoder(shared_minilm)
     embedding = LlamaIndexEmbedding.from_encoder(counting)
@@ -64,6 +67,7 @@ def test_text_batches_reach_the_encoder_whole(shared_minilm):
     assert len(vectors) == DEFAULT_EMBED_BATCH_SIZE + 5 and isinstance(vectors[0][0], float)
 
 
+@pytest.mark.slow
 async def test_async_matches_sync_without_blocking_the_loop(shared_minilm):
     embedding = LlamaIndexEmbedding.from_encoder(shared_minilm, task="biology")
     ticks = 0
@@ -87,6 +91,7 @@ async def test_async_matches_sync_without_blocking_the_loop(shared_minilm):
     np.testing.assert_allclose(text, embedding.get_text_embedding(TEXTS[0]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_constructor_by_name_shares_the_loaded_model(shared_minilm):
     embedding = LlamaIndexEmbedding(model="minilm-l6", task="biology")
     assert embedding.encoder is shared_minilm
@@ -97,6 +102,7 @@ def test_constructor_by_name_shares_the_loaded_model(shared_minilm):
     assert explicit.task is None and explicit.instruction == "Retrieve theorems."
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_refused(shared_minilm):
     with pytest.raises(ValueError, match="Unknown task 'nosuchtask'"):
         LlamaIndexEmbedding.from_encoder(shared_minilm, task="nosuchtask")
@@ -106,6 +112,7 @@ def test_bad_arguments_are_refused(shared_minilm):
         LlamaIndexEmbedding()
 
 
+@pytest.mark.slow
 def test_settings_index_and_ingestion_pipeline(shared_minilm, monkeypatch):
     embedding = LlamaIndexEmbedding.from_encoder(shared_minilm, task="biology")
     monkeypatch.setattr(Settings, "_embed_model", embedding)
@@ -119,6 +126,7 @@ def test_settings_index_and_ingestion_pipeline(shared_minilm, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_insert_through_the_index_lands_in_the_collection(tmp_path, shared_minilm):
     from reasonembed_rag.store import ChromaStore
 
@@ -129,3 +137,64 @@ def test_insert_through_the_index_lands_in_the_collection(tmp_path, shared_minil
     assert store.count() == len(TEXTS)
     assert [hit.id for hit in store.search(QUERY, k=1)] == ["node-0"]
     assert store.llama_index_retriever(k=1).retrieve(QUERY)[0].node.node_id == "node-0"
+
+
+# --- fast: a tiny real model built from a config ------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_embedding(tiny_model_folder):
+    return LlamaIndexEmbedding(model=tiny_model_folder, task="biology", embeddings_cache=SimpleKVStore())
+
+
+def test_class_name_is_the_class_name(tiny_embedding):
+    assert LlamaIndexEmbedding.class_name() == "LlamaIndexEmbedding" == type(tiny_embedding).__name__
+    assert tiny_embedding.to_dict()["class_name"] == "LlamaIndexEmbedding"
+
+
+def test_the_cache_never_mixes_tasks_or_queries_and_texts(tiny_embedding):
+    encoder = tiny_embedding.encoder
+    biology = tiny_embedding.get_query_embedding(QUERY)
+    economics = tiny_embedding.with_task("economics")
+    assert economics.embeddings_cache is tiny_embedding.embeddings_cache  # the copy shares the cache
+    np.testing.assert_allclose(biology, encoder.encode_queries([QUERY], task="biology")[0], atol=1e-5)
+    np.testing.assert_allclose(
+        economics.get_query_embedding(QUERY), encoder.encode_queries([QUERY], task="economics")[0], atol=1e-5
+    )
+    text = tiny_embedding.get_text_embedding(QUERY)
+    np.testing.assert_allclose(text, encoder.encode_documents([QUERY])[0], atol=1e-5)
+    np.testing.assert_allclose(tiny_embedding.get_agg_embedding_from_queries([QUERY]), biology, atol=1e-5)
+    assert tiny_embedding.embeddings_cache.get(QUERY, collection="embeddings") is not None  # texts are still cached
+
+
+async def test_the_async_cache_path_keeps_queries_out_too(tiny_embedding):
+    encoder = tiny_embedding.encoder
+    economics = tiny_embedding.with_task("economics")
+    np.testing.assert_allclose(
+        await tiny_embedding.aget_query_embedding(QUERY), encoder.encode_queries([QUERY], task="biology")[0], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        await economics.aget_query_embedding(QUERY), encoder.encode_queries([QUERY], task="economics")[0], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        await tiny_embedding.aget_text_embedding(QUERY), encoder.encode_documents([QUERY])[0], atol=1e-5
+    )
+
+
+def test_model_name_alias_and_loader_options(tiny_model_folder):
+    by_alias = LlamaIndexEmbedding(model_name=tiny_model_folder)
+    assert by_alias.model_name == tiny_model_folder
+    with pytest.raises(ValueError, match="disagree"):
+        LlamaIndexEmbedding(model="other", model_name=tiny_model_folder)
+    short = LlamaIndexEmbedding(
+        model=tiny_model_folder, model_kwargs={"max_length": 10, "device": "cpu"}, encode_kwargs={"batch_size": 3}
+    )
+    assert short.encoder is not by_alias.encoder and short.encoder.max_length == 10
+    assert short.model_kwargs == {"max_length": 10, "device": "cpu"} and short.encode_kwargs == {"batch_size": 3}
+    counting = CountingEncoder(by_alias.encoder)
+    batched = LlamaIndexEmbedding.from_encoder(counting, encode_kwargs={"batch_size": 3})
+    batched.get_text_embedding_batch(["a", "b"])
+    batched.get_query_embedding("q")
+    assert [(kind, kwargs["batch_size"]) for kind, _, kwargs in counting.calls] == [("documents", 3), ("queries", 3)]
+    with pytest.raises(ValueError, match="Unknown model_kwargs 'device_map'"):
+        LlamaIndexEmbedding(model=tiny_model_folder, model_kwargs={"device_map": "auto"})

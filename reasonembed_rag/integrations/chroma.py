@@ -11,9 +11,12 @@ the function again::
     collection = chromadb.PersistentClient("index").get_collection("biology")
     collection.query(query_texts=["Why do cells age?"], n_results=10)
 
-Only the model name and the task or instruction are persisted; the model itself is loaded on first use, because
-Chroma rebuilds the function every time it reads the configuration. Everything else (batching, formatting,
-normalising) is the encoder's job; collections, upserts and search settings live in :mod:`reasonembed_rag.store`.
+The configuration records the model name, the task or instruction, and the settings that shape the vectors and
+where they are computed (pooling, max length, query format, device), so a reopened collection rebuilds the same
+encoder; the model itself is loaded on first use, because Chroma rebuilds the function every time it reads the
+configuration. Replacing a collection's function with one for another model, or other vector settings, is refused
+(:meth:`ChromaEmbeddingFunction.validate_config_update`). Everything else (batching, formatting, normalising) is the
+encoder's job; collections, upserts and search settings live in :mod:`reasonembed_rag.store`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from typing import TYPE_CHECKING, Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from ._shared import share_encoder, shared_encoder
+from ._shared import (
+    RECORDED_SETTINGS,
+    changed_vector_settings,
+    check_encode_kwargs,
+    check_model_kwargs,
+    recorded_settings,
+    resolve_model_name,
+    share_encoder,
+    shared_encoder,
+    usable_device,
+)
 
 if TYPE_CHECKING:
     from reasonembed_rag.encoder import ReasonEmbedEncoder
@@ -56,6 +69,9 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         task: str | None = None,
         instruction: str | None = None,
         encoder: ReasonEmbedEncoder | None = None,
+        model_name: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        encode_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Describe the function; the model is loaded (once per process) when it first embeds.
 
@@ -64,51 +80,56 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
             task: A BRIGHT task (or one the model knows) whose instruction is added to queries.
             instruction: An explicit query instruction instead of ``task``.
             encoder: An already loaded encoder to use instead of loading ``model``.
+            model_name: Alias of ``model`` (langchain-huggingface's name for it).
+            model_kwargs: Options for :meth:`ReasonEmbedEncoder.from_pretrained` (``device``, ``dtype``,
+                ``max_length``, ...); ``pooling``, ``max_length``, ``query_format`` and ``device`` are recorded in the
+                collection's configuration.
+            encode_kwargs: Options for every encode call (``batch_size``, ``show_progress``).
         """
-        if encoder is not None:
-            if model is not None and model != encoder.name:
-                raise ValueError(f"model={model!r} disagrees with the encoder's name {encoder.name!r}; pass one.")
-            model = encoder.name
-            encoder.resolve_instruction(task=task, instruction=instruction)
-            share_encoder(encoder)
-        if not model:
-            raise ValueError("ChromaEmbeddingFunction needs model= (an alias such as 'minilm-l6') or encoder=.")
+        self.model = resolve_model_name(model, model_name, encoder, adapter="ChromaEmbeddingFunction")
+        self.model_kwargs = check_model_kwargs(model_kwargs, encoder=encoder)
+        self.encode_kwargs = check_encode_kwargs(encode_kwargs)
         if task is not None and instruction is not None:
             raise ValueError("Pass either task=... or instruction=..., not both.")
-        self.model = model
+        if encoder is not None:
+            encoder.resolve_instruction(task=task, instruction=instruction)
+            share_encoder(encoder)
         self.task = task
         self.instruction = instruction
         self._encoder = encoder
 
     @classmethod
     def from_encoder(
-        cls, encoder: ReasonEmbedEncoder, *, task: str | None = None, instruction: str | None = None
+        cls, encoder: ReasonEmbedEncoder, *, task: str | None = None, instruction: str | None = None, **kwargs: Any
     ) -> ChromaEmbeddingFunction:
         """A function over an already loaded encoder (no second copy of the model)."""
-        return cls(task=task, instruction=instruction, encoder=encoder)
+        return cls(task=task, instruction=instruction, encoder=encoder, **kwargs)
 
     def with_task(self, task: str | None = None, *, instruction: str | None = None) -> ChromaEmbeddingFunction:
         """A copy for another task or instruction that shares this function's model."""
-        return type(self)(self.model, task=task, instruction=instruction, encoder=self._encoder)
+        instructions = {"task": task, "instruction": instruction, "encode_kwargs": self.encode_kwargs}
+        if self._encoder is not None:
+            return self.from_encoder(self._encoder, **instructions)
+        return type(self)(self.model, model_kwargs=self.model_kwargs, **instructions)
 
     @property
     def encoder(self) -> ReasonEmbedEncoder:
         """The encoder, loaded on first use."""
         if self._encoder is None:
-            encoder = shared_encoder(self.model)
+            encoder = shared_encoder(self.model, self.model_kwargs)
             encoder.resolve_instruction(task=self.task, instruction=self.instruction)
             self._encoder = encoder
         return self._encoder
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - chromadb's protocol names it `input`
         """Embed documents (never with an instruction)."""
-        return list(self.encoder.encode_documents(list(input), show_progress=False))
+        options = {"show_progress": False, **self.encode_kwargs}
+        return list(self.encoder.encode_documents(list(input), **options))
 
     def embed_query(self, input: Documents) -> Embeddings:  # noqa: A002
         """Embed query texts with this function's task instruction."""
-        vectors = self.encoder.encode_queries(
-            list(input), task=self.task, instruction=self.instruction, show_progress=False
-        )
+        options = {"show_progress": False, **self.encode_kwargs}
+        vectors = self.encoder.encode_queries(list(input), task=self.task, instruction=self.instruction, **options)
         return list(vectors)
 
     @staticmethod
@@ -125,20 +146,56 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        """What Chroma persists: the model and the query instruction, never the weights."""
-        return {"model": self.model, "task": self.task, "instruction": self.instruction}
+        """What Chroma persists: the model, the query instruction and the recorded loading settings (the loaded
+        encoder's own, else the ones asked for, ``None`` meaning the model's default); never the weights."""
+        if self._encoder is not None:
+            settings = recorded_settings(self._encoder)
+        else:
+            settings = self.model_kwargs
+        recorded = {name: settings.get(name) for name in RECORDED_SETTINGS}
+        return {"model": self.model, "task": self.task, "instruction": self.instruction, **recorded}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
-        """Rebuild from a persisted configuration without loading the model yet."""
+        """Rebuild from a persisted configuration without loading the model yet.
+
+        The recorded settings become loading options; a recorded device this machine lacks falls back to the
+        default device. Configurations written before settings were recorded rebuild with the model's defaults.
+        """
         ChromaEmbeddingFunction.validate_config(config)
-        return ChromaEmbeddingFunction(config["model"], task=config.get("task"), instruction=config.get("instruction"))
+        options = {name: config.get(name) for name in RECORDED_SETTINGS}
+        options["device"] = usable_device(options["device"])
+        return ChromaEmbeddingFunction(
+            config["model"],
+            task=config.get("task"),
+            instruction=config.get("instruction"),
+            model_kwargs={name: value for name, value in options.items() if value is not None},
+        )
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:
         """Refuse a configuration without a model name."""
         if not isinstance(config.get("model"), str) or not config["model"]:
             raise ValueError(f"A reasonembed embedding function config needs a 'model' name, got {config!r}.")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        """Refuse to replace a collection's function with one for another model or other vector settings: the
+        stored vectors would no longer match the queries. The task, instruction and device may change.
+
+        Chroma calls this from ``collection.modify(configuration={"embedding_function": ...})``; chromadb 1.5.9 calls
+        it only after the server has stored the new configuration, so the refusal reaches the caller and keeps the
+        collection object unchanged, but a collection opened afterwards reads the new function.
+
+        Raises:
+            ValueError: The model, pooling, max length or query format differs (settings recorded as ``None``,
+                meaning the model's default, are not compared).
+        """
+        changed = changed_vector_settings(old_config, new_config)
+        if changed:
+            raise ValueError(
+                f"This collection's vectors were made with {old_config.get('model')!r}; refusing to change its "
+                f"embedding function ({'; '.join(changed)}). Index the documents into a new collection instead."
+            )
 
     def __repr__(self) -> str:
         return f"ChromaEmbeddingFunction(model={self.model!r}, task={self.task!r}, instruction={self.instruction!r})"

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._shared import shared_encoder
+from ._shared import check_encode_kwargs, check_model_kwargs, resolve_model_name, shared_encoder
 
 if TYPE_CHECKING:
     from reasonembed_rag.encoder import ReasonEmbedEncoder
@@ -39,31 +39,39 @@ class LangChainEmbeddings(BaseModel, Embeddings):
     """
 
     model: str
-    """Registry alias (``minilm-l6``), Hugging Face Hub id or local model folder."""
+    """Registry alias (``minilm-l6``), Hugging Face Hub id or local model folder. ``model_name=`` is accepted as an
+    alias, as in langchain-huggingface."""
     task: str | None = None
     """A BRIGHT task (or one the model knows) whose instruction is added to queries."""
     instruction: str | None = None
     """An explicit query instruction instead of ``task``."""
     show_progress: bool = False
     """Show a progress bar while embedding documents."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Options for ``ReasonEmbedEncoder.from_pretrained`` (``device``, ``dtype``, ``max_length``, ...)."""
+    encode_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Options for every encode call (``batch_size``, ``show_progress``)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
     _encoder: Any = PrivateAttr(default=None)
 
-    def __init__(self, *, encoder: ReasonEmbedEncoder | None = None, **data: Any) -> None:
-        """Load (or share) the model and check the task.
+    def __init__(
+        self, *, encoder: ReasonEmbedEncoder | None = None, model_name: str | None = None, **data: Any
+    ) -> None:
+        """Load (or share) the model and check the task and options.
 
         Args:
             encoder: An already loaded encoder to share instead of loading ``model``.
+            model_name: Alias of ``model`` (langchain-huggingface's name for it).
             **data: The fields above.
         """
-        if encoder is not None:
-            if data.setdefault("model", encoder.name) != encoder.name:
-                raise ValueError(f"model={data['model']!r} disagrees with the encoder's name {encoder.name!r}.")
+        data["model"] = resolve_model_name(data.get("model"), model_name, encoder, adapter="LangChainEmbeddings")
+        data["model_kwargs"] = check_model_kwargs(data.get("model_kwargs"), encoder=encoder)
+        data["encode_kwargs"] = check_encode_kwargs(data.get("encode_kwargs"))
         super().__init__(**data)
         if encoder is None:
-            encoder = shared_encoder(self.model)
+            encoder = shared_encoder(self.model, self.model_kwargs)
         encoder.resolve_instruction(task=self.task, instruction=self.instruction)
         self._encoder = encoder
 
@@ -86,13 +94,13 @@ class LangChainEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (never with an instruction)."""
-        return self._encoder.encode_documents(texts, show_progress=self.show_progress).tolist()
+        options = {"show_progress": self.show_progress, **self.encode_kwargs}
+        return self._encoder.encode_documents(texts, **options).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query with the task instruction."""
-        vectors = self._encoder.encode_queries(
-            [text], task=self.task, instruction=self.instruction, show_progress=False
-        )
+        options = {"show_progress": False, **self.encode_kwargs}
+        vectors = self._encoder.encode_queries([text], task=self.task, instruction=self.instruction, **options)
         return vectors[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import Field, PrivateAttr
 
-from ._shared import shared_encoder
+from ._shared import check_encode_kwargs, check_model_kwargs, resolve_model_name, shared_encoder
 
 if TYPE_CHECKING:
     from reasonembed_rag.encoder import ReasonEmbedEncoder
@@ -42,6 +42,12 @@ class LlamaIndexEmbedding(BaseEmbedding):
 
     task: str | None = Field(default=None, description="Task whose instruction is added to queries.")
     instruction: str | None = Field(default=None, description="Explicit query instruction instead of a task.")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Options for ReasonEmbedEncoder.from_pretrained (device, dtype, ...)."
+    )
+    encode_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Options for every encode call (batch_size, show_progress)."
+    )
 
     _encoder: Any = PrivateAttr()
 
@@ -53,28 +59,39 @@ class LlamaIndexEmbedding(BaseEmbedding):
         instruction: str | None = None,
         encoder: ReasonEmbedEncoder | None = None,
         embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        model_kwargs: dict[str, Any] | None = None,
+        encode_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Load (or share) the model and check the task.
+        """Load (or share) the model and check the task and options.
 
         Args:
-            model: Registry alias, Hub id or model folder. Optional when ``encoder`` is given.
+            model: Registry alias, Hub id or model folder (``model_name=`` is an alias). Optional when ``encoder``
+                is given.
             task: A BRIGHT task (or one the model knows) whose instruction is added to queries.
             instruction: An explicit query instruction instead of ``task``.
             encoder: An already loaded encoder to share instead of loading ``model``.
             embed_batch_size: Texts per encoder call when LlamaIndex embeds nodes.
+            model_kwargs: Options for :meth:`ReasonEmbedEncoder.from_pretrained` (``device``, ``dtype``,
+                ``max_length``, ...), as langchain-huggingface's ``model_kwargs``.
+            encode_kwargs: Options for every encode call (``batch_size``, ``show_progress``).
             **kwargs: Other :class:`BaseEmbedding` fields (``callback_manager``, ``num_workers``, ...).
         """
-        model = model or kwargs.pop("model_name", None)
+        name = resolve_model_name(model, kwargs.pop("model_name", None), encoder, adapter="LlamaIndexEmbedding")
+        loading = check_model_kwargs(model_kwargs, encoder=encoder)
+        encoding = check_encode_kwargs(encode_kwargs)
         if encoder is None:
-            if not model:
-                raise ValueError("LlamaIndexEmbedding needs model= (an alias such as 'minilm-l6') or encoder=.")
-            encoder = shared_encoder(model)
-        elif model is not None and model != encoder.name:
-            raise ValueError(f"model={model!r} disagrees with the encoder's name {encoder.name!r}; pass one.")
+            encoder = shared_encoder(name, loading)
         encoder.resolve_instruction(task=task, instruction=instruction)
         fields: dict[str, Any] = {"task": task, "instruction": instruction}
-        super().__init__(model_name=encoder.name, embed_batch_size=embed_batch_size, **fields, **kwargs)
+        super().__init__(
+            model_name=name,
+            embed_batch_size=embed_batch_size,
+            model_kwargs=loading,
+            encode_kwargs=encoding,
+            **fields,
+            **kwargs,
+        )
         self._encoder = encoder
 
     @classmethod
@@ -101,11 +118,28 @@ class LlamaIndexEmbedding(BaseEmbedding):
 
     @classmethod
     def class_name(cls) -> str:
-        return "ReasonEmbedEmbedding"
+        """The name LlamaIndex records when it serialises this embedding."""
+        return "LlamaIndexEmbedding"
+
+    def get_query_embedding(self, query: str) -> Embedding:
+        """Embed one query with the task instruction.
+
+        LlamaIndex keys ``embeddings_cache`` by the text alone, so a cached query vector would be returned for another
+        task's query or for the same text embedded as a document: queries bypass the cache (texts still use it).
+        """
+        if self.embeddings_cache is None:
+            return super().get_query_embedding(query)
+        return self.model_copy(update={"embeddings_cache": None}).get_query_embedding(query)
+
+    async def aget_query_embedding(self, query: str) -> Embedding:
+        """Async :meth:`get_query_embedding` (queries bypass ``embeddings_cache`` here too)."""
+        if self.embeddings_cache is None:
+            return await super().aget_query_embedding(query)
+        return await self.model_copy(update={"embeddings_cache": None}).aget_query_embedding(query)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         vectors = self._encoder.encode_queries(
-            [query], task=self.task, instruction=self.instruction, show_progress=False
+            [query], task=self.task, instruction=self.instruction, **{"show_progress": False, **self.encode_kwargs}
         )
         return vectors[0].tolist()
 
@@ -119,7 +153,7 @@ class LlamaIndexEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_text_embedding, text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._encoder.encode_documents(texts, show_progress=False).tolist()
+        return self._encoder.encode_documents(texts, **{"show_progress": False, **self.encode_kwargs}).tolist()
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
