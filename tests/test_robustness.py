@@ -176,7 +176,8 @@ def test_paraphrase_is_skipped_with_a_note_without_an_llm(monkeypatch):
         assert config is None
     from reasonembed_rag.evaluation.data import Query, RetrievalTask
     from reasonembed_rag.robustness.paraphrase import clean_reply
-    from reasonembed_rag.robustness.runner import RobustnessSettings, build_variants
+    from reasonembed_rag.robustness.settings import RobustnessSettings
+    from reasonembed_rag.robustness.variants import build_variants
 
     task = RetrievalTask("t", [Query("q1", "How many primes are below 20?", ["d1"])], {"d1": "primes"}, None)
     variants = build_variants(task, RobustnessSettings(families=["paraphrase", "shuffle"], seeds=2))

@@ -18,7 +18,9 @@ QUERIES = [
 
 def test_paraphrase_family_through_a_real_local_llm(local_server, monkeypatch):
     from reasonembed_rag.llm import choose_llm
-    from reasonembed_rag.robustness.runner import RobustnessSettings, build_variants, run_robustness
+    from reasonembed_rag.robustness.runner import run_robustness
+    from reasonembed_rag.robustness.settings import RobustnessSettings
+    from reasonembed_rag.robustness.variants import build_variants
 
     monkeypatch.setenv("OPENAI_BASE_URL", local_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "local")

@@ -14,7 +14,9 @@ from ..evaluation.tasks import load_tasks
 from ..llm import LLMChoice, LLMConfig, add_llm_arguments, choose_llm_from_args
 from ..robustness.perturb import DEFAULT_RATE, FAMILIES
 from ..robustness.poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipSettings
-from ..robustness.runner import DEFAULT_SEEDS, RobustnessSettings, markdown_section, plot, run_robustness
+from ..robustness.report import markdown_section, plot
+from ..robustness.runner import run_robustness
+from ..robustness.settings import DEFAULT_SEEDS, RobustnessSettings
 from .common import add_task_arguments, load_model, task_names
 
 
