@@ -23,6 +23,7 @@ from typing import Any
 import chromadb
 import numpy as np
 
+from reasonembed_rag.retrieval import exact_top_k
 from reasonembed_rag.store import HNSW_SETTINGS
 
 
@@ -62,7 +63,7 @@ def main() -> None:
     print(f"{args.docs} x {args.dim}-d, {collection.configuration_json['hnsw']}: built in {build:.1f} s")
 
     scores = queries @ documents.T
-    exact = {k: np.argsort(-scores, axis=1)[:, :k] for k in (int(value) for value in args.k.split(","))}
+    exact = {k: exact_top_k(scores, k)[0] for k in (int(value) for value in args.k.split(","))}
     measure(collection, queries, exact)
 
 

@@ -73,14 +73,16 @@ def config_name(config: dict[str, Any]) -> str:
 
 def split_data(data: Path, target: Path) -> set[str]:
     """Copy the training files to ``target`` minus the held-out gold rows; return the held-out query texts."""
+    from reasonembed_rag.jsonl import read_jsonl
+
     target.mkdir(parents=True, exist_ok=True)
     held_out: set[str] = set()
     for path in sorted(data.glob("*.jsonl")):
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         if path.name == GOLD_FILE:
             kept = []
-            for line in lines:
-                query = json.loads(line)["query"]
+            for line, (_, row) in zip(lines, read_jsonl(path, fields=("query",)), strict=True):
+                query = row["query"]
                 bucket = int(hashlib.sha256(query.encode()).hexdigest(), 16) % 1000
                 if bucket < VALIDATION_SHARE * 1000:
                     held_out.add(query)
@@ -192,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = get_spec(args.model)
     if spec is not None and spec.gguf_file:
         convert_gguf(package_path(spec), spec.gguf_file)
+    from reasonembed_rag.jsonl import read_jsonl
+
     log = args.output / "sweep.jsonl"
-    done = {row["name"]: row for row in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    done = {row["name"]: row for _, row in read_jsonl(log)} if log.exists() else {}
     todo = [c for c in grid(args.grid) if config_name(c) not in done]
     backbone = {} if args.model == BASE["model"] else {"model": args.model}
     threads = max(1, (os.cpu_count() or 2) // max(args.jobs, 1))

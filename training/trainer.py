@@ -35,6 +35,7 @@ import torch
 
 from reasonembed_rag.encoder import ReasonEmbedEncoder
 from reasonembed_rag.instructions import INSTRUCT_QUERY_FORMAT
+from reasonembed_rag.jsonl import read_jsonl
 from reasonembed_rag.models import get_spec
 
 from . import checkpoints
@@ -565,8 +566,8 @@ class Trainer:
         path = self.output / LOG_NAME
         if not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
-        path.write_text("".join(line + "\n" for line in kept))
+        kept = [row for _, row in read_jsonl(path) if row["step"] <= self.step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trainable parameters by name (LoRA weights, or all weights for full fine-tuning)."""
@@ -667,7 +668,7 @@ class Trainer:
         path = self.output / LOG_NAME
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [row for _, row in read_jsonl(path)]
 
 
 def train(args: TrainingArguments) -> TrainResult:
