@@ -179,23 +179,13 @@ def evaluate_dense(
     return _score(task, encoder.name, via, run, keep, started, report.added)
 
 
-def evaluate_task(
-    task: RetrievalTask,
-    model: Any,
-    *,
-    via: str = "direct",
-    chroma: Any = None,
-    keep: int = KEEP_TOP,
-    show_progress: bool | None = None,
-    collection: str | None = None,
-) -> TaskResult:
-    """One task with a loaded model: :class:`~reasonembed_rag.retrieval.BM25` (always ``direct``, no collection) or
-    an encoder (:func:`evaluate_dense`)."""
+def evaluate_task(task: RetrievalTask, model: Any, **options: Any) -> TaskResult:
+    """One task with a loaded model: :class:`~reasonembed_rag.retrieval.BM25` (:func:`evaluate_bm25`: always
+    ``direct``, no collection, only ``keep`` applies) or an encoder (:func:`evaluate_dense`, whose keyword arguments
+    ``options`` are)."""
     if isinstance(model, BM25):
-        return evaluate_bm25(task, keep=keep)
-    return evaluate_dense(
-        task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, collection=collection
-    )
+        return evaluate_bm25(task, keep=options.get("keep", KEEP_TOP))
+    return evaluate_dense(task, model, **options)
 
 
 def evaluate(
