@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reasonembed_rag.cli import main
@@ -266,3 +267,26 @@ def test_retrained_model_in_the_same_folder_is_embedded_again(tmp_path):
     after = evaluate_dense(task, second, chroma=chroma)
     assert after.documents_embedded == len(TINY_DOCS)
     assert after.run != before.run
+
+
+def test_exact_search_read_in_chunks_equals_one_stable_sort_with_ties(tmp_path, monkeypatch):
+    """The direct path reads the collection in chunks; the top-k it keeps equals one stable sort over all vectors,
+    ties (repeated vectors, also across chunk edges) in collection order."""
+    from reasonembed_rag.evaluation import runner
+    from reasonembed_rag.store import ChromaStore
+
+    from .stub_encoders import TinyEncoder
+
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(-2, 3, size=(4, 8)).astype(np.float32)
+    vectors = distinct[rng.integers(0, 4, size=23)]  # 23 vectors, 4 distinct: ties everywhere
+    ids = [f"doc-{i:02d}" for i in range(len(vectors))]
+    store = ChromaStore("chunked-exact", TinyEncoder(), chroma=str(tmp_path / "db"))
+    store.add_embeddings(ids, vectors)
+    queries = rng.integers(-2, 3, size=(5, 8)).astype(np.float32)
+    monkeypatch.setattr(runner, "_EXACT_CHUNK", 5)
+    ranked = runner._exact_search(store, queries, 7)
+    scores = queries @ vectors.T
+    for row, hits in enumerate(ranked):
+        order = np.argsort(-scores[row], kind="stable")[:7]
+        assert hits == [(ids[i], float(scores[row, i])) for i in order]
