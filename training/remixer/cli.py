@@ -280,8 +280,10 @@ def _report(summary: dict[str, Any], output: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training.remixer.cli`` (the same options as ``reasonembed-train synthesize``)."""
-    parser = argparse.ArgumentParser(prog="python -m training.remixer.cli", description="ReMixer data synthesis.")
+    """``python -m reasonembed_rag.training.remixer.cli`` (the same options as ``reasonembed-train synthesize``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m reasonembed_rag.training.remixer.cli", description="ReMixer data synthesis."
+    )
     add_arguments(parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run(parser.parse_args(argv))
