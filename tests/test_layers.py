@@ -18,14 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-SOURCE_FOLDERS = {
-    "reasonembed_rag": "reasonembed_rag",
-    "training": "reasonembed_rag.training",
-    "demos": "reasonembed_rag.demos",
-}
-"""Repository folder -> the package it installs as (pyproject.toml's ``package-dir``)."""
+from .source_layout import ROOT, SOURCE_FOLDERS
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (

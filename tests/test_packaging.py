@@ -20,13 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE_FOLDERS = {
-    "reasonembed_rag": "reasonembed_rag",
-    "training": "reasonembed_rag/training",
-    "demos": "reasonembed_rag/demos",
-}
-"""Repository folder -> where its files land in the wheel (pyproject.toml's ``package-dir``)."""
+from .source_layout import ROOT, SOURCE_FOLDERS
+
 SHIPPED_MODEL = "reasonembed-smollm2-135m"
 TRAINED_MODELS = ROOT / "reasonembed_rag" / "trained_models"
 
@@ -99,8 +94,8 @@ def test_wheel_installs_nothing_outside_the_package(wheel_files):
 def test_wheel_holds_every_module_of_the_three_folders(wheel_files):
     """A sub-package missing from pyproject.toml's ``packages`` list would be left out silently."""
     expected = {
-        f"{prefix}/{path.relative_to(ROOT / folder).as_posix()}"
-        for folder, prefix in SOURCE_FOLDERS.items()
+        f"{package.replace('.', '/')}/{path.relative_to(ROOT / folder).as_posix()}"
+        for folder, package in SOURCE_FOLDERS.items()
         for path in (ROOT / folder).rglob("*.py")
         if "__pycache__" not in path.parts
     }
