@@ -143,7 +143,7 @@ def main() -> None:
     print(f"  re-index, all skipped {args.docs / reindex:10.0f} docs/s   ({reindex:.2f}s, nothing embedded)")
     print(f"  store's own work      {reindex / min(raw_times):+10.1%}        (the id check alone, vs the raw add)")
 
-    collection = store.collection
+    collection = client.get_collection(store.name, embedding_function=None)  # the raw baseline, same data
     include: Any = ["documents", "metadatas", "distances"]
     for k in (int(value) for value in args.k.split(",")):
         llama_index = store.llama_index_retriever(k=k)

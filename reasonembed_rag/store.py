@@ -66,6 +66,7 @@ __all__ = [
     "Document",
     "Encoder",
     "IndexReport",
+    "RecordBatch",
     "SearchHit",
     "check_collection_name",
     "default_chroma_path",
@@ -163,6 +164,26 @@ class SearchHit:
     score: float
     content: str | None = None
     metadata: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Consecutive records of a collection, as :meth:`ChromaStore.records` reads them.
+
+    Attributes:
+        ids: The records' ids.
+        embeddings: Their vectors, shape ``(len(ids), dimension)`` float32; ``None`` when not asked for.
+        documents: Their texts (``None`` for a record stored without one); ``None`` when not asked for.
+        metadatas: Their metadata (``None`` for a record without any); ``None`` when not asked for.
+    """
+
+    ids: list[str]
+    embeddings: np.ndarray | None = field(default=None, repr=False)
+    documents: list[str | None] | None = field(default=None, repr=False)
+    metadatas: list[Mapping[str, Any] | None] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def default_chroma_path() -> Path:
@@ -561,6 +582,115 @@ class ChromaStore:
                     ]
                 )
         return hits
+
+    # ----------------------------------------------------------------------------------------------- records
+
+    def records(
+        self,
+        *,
+        batch_size: int | None = None,
+        embeddings: bool = True,
+        documents: bool = True,
+        metadatas: bool = True,
+    ) -> Iterator[RecordBatch]:
+        """Read every record of the collection in batches, in the collection's order.
+
+        Args:
+            batch_size: Records per batch; at most (and by default) Chroma's per-call limit.
+            embeddings: Read the vectors.
+            documents: Read the texts.
+            metadatas: Read the metadata.
+
+        Yields:
+            One :class:`RecordBatch` per batch, holding only what was asked for.
+        """
+        size = self._chunk_size(batch_size)
+        include = [
+            name
+            for name, wanted in (("embeddings", embeddings), ("documents", documents), ("metadatas", metadatas))
+            if wanted
+        ]
+        for offset in range(0, self.count(), size):
+            part = self.collection.get(include=include, limit=size, offset=offset)  # type: ignore[arg-type]
+            yield RecordBatch(
+                ids=list(part["ids"]),
+                embeddings=np.asarray(part["embeddings"], dtype=np.float32).reshape(-1, self.dimension)
+                if embeddings
+                else None,
+                documents=list(part["documents"] or []) if documents else None,
+                metadatas=list(part["metadatas"] or []) if metadatas else None,
+            )
+
+    def copy(self, collection: str, *, task: str | None = None, instruction: str | None = None) -> ChromaStore:
+        """Copy every record (vector, text, metadata) into a new collection in the same database, without embedding.
+
+        The copy has this collection's HNSW settings and model record; writing to it never changes this one, which
+        makes it a scratch collection (for example to inject adversarial passages). Delete it with
+        :meth:`delete_collection`.
+
+        Args:
+            collection: Name of the new collection; it must not exist yet.
+            task: Default task for the copy's queries; default this store's.
+            instruction: Default explicit query instruction for the copy; default this store's.
+
+        Returns:
+            The store of the copy.
+
+        Raises:
+            ValueError: A collection of that name already exists.
+        """
+        check_collection_name(collection)
+        try:
+            self.client.get_collection(collection, embedding_function=None)
+        except NotFoundError:
+            pass
+        else:
+            raise ValueError(
+                f"Cannot copy {self.name!r} into {collection!r}: a collection of that name already exists in "
+                f"{self.location}. Choose a new name, or delete that collection first."
+            )
+        if task is None and instruction is None:
+            task, instruction = self.task, self.instruction
+        settings = self.collection.configuration_json.get("hnsw") or {}
+        hnsw = {key: value for key, value in settings.items() if value is not None}
+        copy = ChromaStore(
+            collection, self.encoder, chroma=self.client, task=task, instruction=instruction, hnsw=hnsw
+        )
+        try:
+            for batch in self.records():
+                copy.add_embeddings(
+                    batch.ids,
+                    cast(np.ndarray, batch.embeddings),
+                    documents=batch.documents,
+                    metadatas=batch.metadatas,
+                    show_progress=False,
+                )
+            if copy.count() != self.count():
+                raise RuntimeError(
+                    f"Copying {self.name!r} into {collection!r} gave {copy.count()} records instead of "
+                    f"{self.count()}; was the collection written to meanwhile?"
+                )
+        except BaseException:
+            copy.delete_collection()
+            raise
+        return copy
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove the records with these ids (ids the collection does not hold are ignored)."""
+        if ids:
+            self.collection.delete(ids=list(ids))
+
+    def delete_collection(self) -> bool:
+        """Delete this collection and all its records from the database; the store is unusable afterwards.
+
+        Returns:
+            Whether there was a collection to delete (deleting twice is harmless).
+        """
+        try:
+            self.client.delete_collection(self.name)
+        except (NotFoundError, ValueError):
+            return False
+        return True
 
     # ----------------------------------------------------------------------------------------------- frameworks
 

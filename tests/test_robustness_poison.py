@@ -115,30 +115,34 @@ def test_hotflip_raises_similarity_on_a_tiny_decoder_and_on_minilm(tmp_path, min
         assert again.attack("the cell gene protein", targets).text == result.text  # deterministic under a seed
 
 
-def _snapshot(store) -> tuple:
-    data = store.collection.get(include=["embeddings", "documents", "metadatas"])
-    order = np.argsort(data["ids"])
-    vectors = np.asarray(data["embeddings"], dtype=np.float32)[order]
+def _snapshot(store, chroma) -> tuple:
+    from reasonembed_rag.store import get_client
+
+    batches = list(store.records())
+    ids = [doc_id for batch in batches for doc_id in batch.ids]
+    order = np.argsort(ids)
+    vectors = np.concatenate([batch.embeddings for batch in batches])[order]
+    documents = [text for batch in batches for text in batch.documents]
     return (
-        sorted(data["ids"]),
+        sorted(ids),
         hashlib.sha256(vectors.tobytes()).hexdigest(),
-        [data["documents"][i] for i in order],
-        dict(store.collection.metadata or {}),
+        [documents[i] for i in order],
+        dict(get_client(chroma).get_collection(store.name).metadata or {}),
     )
 
 
 @pytest.mark.parametrize("via", ["direct", "langchain"])
 def test_poisoning_leaves_the_users_collection_untouched(small_task, minilm, tmp_path, via):
     from reasonembed_rag.evaluation.runner import collection_name, evaluate_dense
-    from reasonembed_rag.store import ChromaStore
+    from reasonembed_rag.store import ChromaStore, get_client
 
     from .stub_encoders import CountingEncoder
 
     chroma = tmp_path / "chroma"
     clean = evaluate_dense(small_task, minilm, via=via, chroma=chroma)
     store = ChromaStore(collection_name(small_task, minilm), minilm, chroma=chroma)
-    before = _snapshot(store)
-    collections = sorted(c.name for c in store.client.list_collections())
+    before = _snapshot(store, chroma)
+    collections = sorted(c.name for c in get_client(chroma).list_collections())
     attacks = ["query_copy", "hotflip"] if via == "direct" else ["query_copy"]
     counting = CountingEncoder(minilm)
     payload = run_robustness(
@@ -152,9 +156,9 @@ def test_poisoning_leaves_the_users_collection_untouched(small_task, minilm, tmp
         attacks=attacks,
         hotflip=HotFlipSettings(steps=3, candidates=4, tokens=16),
     )
-    assert _snapshot(store) == before
+    assert _snapshot(store, chroma) == before
     # the scratch copy is gone, and no other collection was made (the poisoned copy reused the cached vectors)
-    assert sorted(c.name for c in store.client.list_collections()) == collections
+    assert sorted(c.name for c in get_client(chroma).list_collections()) == collections
     assert all(n <= 3 for method, n, _ in counting.calls if method == "documents")  # injected passages only
     entry = payload["models"][minilm.name]["tasks"]["champ_concepts"]
     assert entry["clean"]["ndcg@10"] == pytest.approx(clean.metrics["ndcg@10"])

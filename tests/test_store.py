@@ -16,6 +16,7 @@ from reasonembed_rag.store import (
     CollectionMismatchError,
     Document,
     IndexReport,
+    RecordBatch,
     check_collection_name,
     default_chroma_path,
     get_client,
@@ -232,6 +233,85 @@ def test_bad_k_is_refused(tmp_path):
     store = ChromaStore("bad-k", TinyEncoder(), chroma=tmp_path)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         store.search("q", k=0)
+
+
+# --------------------------------------------------------------------------------------------------- records
+
+
+def _stored_records(tmp_path, name="records", hnsw=None):
+    """A store holding five records with known vectors, texts and (for some) metadata."""
+    store = ChromaStore(name, TinyEncoder(), chroma=tmp_path, hnsw=hnsw)
+    ids = [f"r{i}" for i in range(5)]
+    vectors = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    metadatas = [{"n": i} if i % 2 else None for i in range(5)]
+    store.add_embeddings(ids, vectors, documents=[f"text {i}" for i in range(5)], metadatas=metadatas)
+    return store, dict(zip(ids, vectors, strict=True))
+
+
+def _everything(store):
+    """id -> (vector, text, metadata) over all of a store's records."""
+    found = {}
+    for batch in store.records():
+        for i, doc_id in enumerate(batch.ids):
+            found[doc_id] = (batch.embeddings[i], batch.documents[i], batch.metadatas[i])
+    return found
+
+
+def test_records_are_read_in_batches_holding_what_was_asked(tmp_path):
+    store, vectors = _stored_records(tmp_path)
+    batches = list(store.records(batch_size=2))
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert all(isinstance(batch, RecordBatch) for batch in batches)
+    assert sorted(doc_id for batch in batches for doc_id in batch.ids) == sorted(vectors)
+    for batch in batches:
+        assert batch.embeddings.dtype == np.float32 and batch.embeddings.shape == (len(batch), 8)
+        for i, doc_id in enumerate(batch.ids):
+            np.testing.assert_allclose(batch.embeddings[i], vectors[doc_id], atol=1e-6)
+            number = int(doc_id[1:])
+            assert batch.documents[i] == f"text {number}"
+            assert batch.metadatas[i] == ({"n": number} if number % 2 else None)
+    (ids_only,) = store.records(embeddings=False, documents=False, metadatas=False)
+    assert len(ids_only) == 5 and (ids_only.embeddings, ids_only.documents, ids_only.metadatas) == (None, None, None)
+    assert list(ChromaStore("no-records", TinyEncoder(), chroma=tmp_path).records()) == []
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        next(store.records(batch_size=0))
+
+
+def test_copy_is_a_scratch_collection_and_delete_collection_removes_it(tmp_path):
+    store, _ = _stored_records(tmp_path, "original", hnsw={"ef_search": 123})
+    before = _everything(store)
+    copy = store.copy("scratch")
+    assert (copy.name, copy.count(), recorded_model("scratch", chroma=tmp_path)) == ("scratch", 5, "tiny-encoder")
+    copied = _everything(copy)
+    assert copied.keys() == before.keys()
+    for doc_id, (vector, text, metadata) in before.items():
+        # Chroma normalises vectors it stores in cosine space, so a copy can move by a float32 rounding step.
+        np.testing.assert_allclose(copied[doc_id][0], vector, atol=1e-6)
+        assert copied[doc_id][1:] == (text, metadata)
+    client = get_client(tmp_path)
+    hnsw = [client.get_collection(name).configuration_json["hnsw"] for name in ("original", "scratch")]
+    assert hnsw[0]["ef_search"] == 123 and hnsw[1] == hnsw[0]
+    query = next(iter(before.values()))[0]
+    (copy_hits,), (hits,) = copy.search_by_vectors(query, k=5), store.search_by_vectors(query, k=5)
+    assert [hit.id for hit in copy_hits] == [hit.id for hit in hits]
+    np.testing.assert_allclose([hit.score for hit in copy_hits], [hit.score for hit in hits], atol=1e-6)
+
+    # Writing to the copy leaves the original as it was.
+    copy.add_documents([("injected", "an adversarial passage")], show_progress=False)
+    copy.delete(["r0", "r1", "not-there"])
+    copy.delete([])
+    assert sorted(_everything(copy)) == ["injected", "r2", "r3", "r4"]
+    assert _everything(store).keys() == before.keys() and store.count() == 5
+
+    with pytest.raises(ValueError, match="'original' into 'scratch'.*already exists"):
+        store.copy("scratch")
+    with pytest.raises(ValueError, match="not valid in Chroma"):
+        store.copy("x")
+    assert copy.delete_collection() is True
+    assert copy.delete_collection() is False  # deleting twice is harmless
+    assert sorted(c.name for c in get_client(tmp_path).list_collections()) == ["original"]
+    assert store.count() == 5
 
 
 # --------------------------------------------------------------------------------------------------- clients

@@ -108,12 +108,9 @@ def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tu
     """Exact top-k by inner product over every vector in the collection, read in chunks."""
     best_scores = np.full((len(query_vectors), 0), -np.inf, dtype=np.float32)
     best_ids = np.empty((len(query_vectors), 0), dtype=object)
-    total = store.count()
-    for offset in range(0, total, _EXACT_CHUNK):
-        chunk = store.collection.get(include=["embeddings"], limit=_EXACT_CHUNK, offset=offset)
-        vectors = np.asarray(chunk["embeddings"], dtype=np.float32)
-        scores = query_vectors @ vectors.T
-        ids = np.asarray(chunk["ids"], dtype=object)
+    for chunk in store.records(batch_size=_EXACT_CHUNK, documents=False, metadatas=False):
+        scores = query_vectors @ chunk.embeddings.T
+        ids = np.asarray(chunk.ids, dtype=object)
         # The best so far come first, so ties keep the collection's order, as one sort over everything would.
         positions, best_scores = exact_top_k(np.concatenate([best_scores, scores], axis=1), k)
         best_ids = np.take_along_axis(

@@ -300,50 +300,21 @@ class PoisonedCopy:
     """
 
     def __init__(self, clean: Any, *, instruction: str | None = None) -> None:
-        from ..store import ChromaStore
-
         self.clean = clean
         self.name = f"{clean.name[:200].rstrip('-._')}-poisoned-{uuid.uuid4().hex[:10]}"
-        self.store = ChromaStore(self.name, clean.encoder, chroma=clean.client, instruction=instruction)
-        try:
-            self._copy()
-        except BaseException:
-            self.close()
-            raise
-
-    def _copy(self) -> None:
-        total = self.clean.count()
-        chunk = self.clean.max_batch_size
-        for offset in range(0, total, chunk):
-            part = self.clean.collection.get(
-                include=["embeddings", "documents", "metadatas"], limit=chunk, offset=offset
-            )
-            self.store.add_embeddings(
-                part["ids"],
-                np.asarray(part["embeddings"], dtype=np.float32),
-                documents=part["documents"],
-                metadatas=part["metadatas"],
-                show_progress=False,
-            )
-        if self.store.count() != total:
-            raise RuntimeError(f"Copying {self.clean.name!r} gave {self.store.count()} vectors instead of {total}.")
+        self.store = clean.copy(self.name, instruction=instruction)
 
     def inject(self, passages: Mapping[str, str]) -> None:
         """Embed and add passages (id -> text)."""
         self.store.add_documents(passages.items(), show_progress=False, total=len(passages))
 
     def remove(self, ids: Sequence[str]) -> None:
-        if ids:
-            self.store.collection.delete(ids=list(ids))
+        """Remove injected passages by id."""
+        self.store.delete(ids)
 
     def close(self) -> None:
         """Delete the scratch collection (idempotent)."""
-        from chromadb.errors import NotFoundError
-
-        try:
-            self.clean.client.delete_collection(self.name)
-        except (NotFoundError, ValueError):
-            pass
+        self.store.delete_collection()
 
     def __enter__(self) -> PoisonedCopy:
         return self
