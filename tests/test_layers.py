@@ -262,3 +262,24 @@ def test_a_literal_import_module_call_counts_as_an_import(tmp_path):
     source.write_text("import importlib\nimportlib.import_module('.demos.compare', __name__)\n", encoding="utf-8")
     edges = list(_imports("reasonembed_rag.__init__", source))
     assert [(edge.imported, edge.line) for edge in edges] == [("importlib", 1), ("reasonembed_rag.demos.compare", 2)]
+
+
+def test_the_command_line_package_points_down_inside():
+    """In ``reasonembed_rag.cli`` the shared flags (``common``) import no other command-line module, the command
+    modules import only ``common``, and only the package's ``__init__`` (``main``) gathers the commands."""
+    package = "reasonembed_rag.cli"
+    modules = {module for module in MODULES if module.startswith(package + ".")}
+    assert {f"{package}.common", f"{package}.__init__", f"{package}.store", f"{package}.demo"} <= modules
+    allowed = {
+        f"{package}.common": set(),
+        f"{package}.__init__": modules - {f"{package}.__init__", f"{package}.__main__"},
+        f"{package}.__main__": {f"{package}.__init__"},
+    }
+    wrong = [
+        edge
+        for edge in IMPORTS
+        if edge.importer in modules
+        and edge.imported in modules
+        and edge.imported not in allowed.get(edge.importer, {f"{package}.common"})
+    ]
+    assert not wrong, "Inside reasonembed_rag.cli, common is the bottom and __init__ the top:\n" + _listing(wrong)
