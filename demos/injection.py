@@ -67,8 +67,11 @@ _PLAIN_ID = re.compile(r"[^\[\]\\\s](?:[^\[\]\\\n]{0,118}[^\[\]\\\s])?")
 
 
 class _Document(Protocol):
-    id: str
-    text: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 def normalise_for_matching(text: str) -> str:

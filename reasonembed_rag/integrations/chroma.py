@@ -107,10 +107,12 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def with_task(self, task: str | None = None, *, instruction: str | None = None) -> ChromaEmbeddingFunction:
         """A copy for another task or instruction that shares this function's model."""
-        instructions = {"task": task, "instruction": instruction, "encode_kwargs": self.encode_kwargs}
+        encode_kwargs = self.encode_kwargs
         if self._encoder is not None:
-            return self.from_encoder(self._encoder, **instructions)
-        return type(self)(self.model, model_kwargs=self.model_kwargs, **instructions)
+            return self.from_encoder(self._encoder, task=task, instruction=instruction, encode_kwargs=encode_kwargs)
+        return type(self)(
+            self.model, task=task, instruction=instruction, model_kwargs=self.model_kwargs, encode_kwargs=encode_kwargs
+        )
 
     @property
     def encoder(self) -> ReasonEmbedEncoder:

@@ -83,15 +83,13 @@ class LlamaIndexEmbedding(BaseEmbedding):
         if encoder is None:
             encoder = shared_encoder(name, loading)
         encoder.resolve_instruction(task=task, instruction=instruction)
-        fields: dict[str, Any] = {"task": task, "instruction": instruction}
-        super().__init__(
-            model_name=name,
-            embed_batch_size=embed_batch_size,
-            model_kwargs=loading,
-            encode_kwargs=encoding,
-            **fields,
-            **kwargs,
-        )
+        fields: dict[str, Any] = {
+            "task": task,
+            "instruction": instruction,
+            "model_kwargs": loading,
+            "encode_kwargs": encoding,
+        }
+        super().__init__(model_name=name, embed_batch_size=embed_batch_size, **fields, **kwargs)
         self._encoder = encoder
 
     @classmethod
