@@ -421,7 +421,7 @@ class ChromaStore:
         ids: Sequence[str],
         embeddings: np.ndarray | Sequence[Sequence[float]],
         *,
-        documents: Sequence[str] | None = None,
+        documents: Sequence[str | None] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         show_progress: bool | None = None,
     ) -> IndexReport:
@@ -430,7 +430,8 @@ class ChromaStore:
         Args:
             ids: One id per vector.
             embeddings: Array of shape ``(len(ids), dimension)``; rows should be L2-normalised document vectors.
-            documents: Optional text stored with each vector (returned by searches and framework retrievers).
+            documents: Optional text stored with each vector (returned by searches and framework retrievers); an
+                item may be None (a vector without text).
             metadatas: Optional flat metadata per vector.
             show_progress: Show a progress bar; ``None`` shows one when writing to a terminal.
         """
@@ -484,7 +485,7 @@ class ChromaStore:
         self,
         ids: list[str],
         vectors: np.ndarray,
-        documents: list[str] | None,
+        documents: Sequence[str | None] | None,
         metadatas: Sequence[Mapping[str, Any] | None] | None,
     ) -> None:
         if not ids:

@@ -239,13 +239,13 @@ def test_bad_k_is_refused(tmp_path):
 
 
 def _stored_records(tmp_path, name="records", hnsw=None):
-    """A store holding five records with known vectors, texts and (for some) metadata."""
+    """A store holding five records with known vectors, texts (r0 without) and metadata (odd ones only)."""
     store = ChromaStore(name, TinyEncoder(), chroma=tmp_path, hnsw=hnsw)
     ids = [f"r{i}" for i in range(5)]
     vectors = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     metadatas = [{"n": i} if i % 2 else None for i in range(5)]
-    store.add_embeddings(ids, vectors, documents=[f"text {i}" for i in range(5)], metadatas=metadatas)
+    store.add_embeddings(ids, vectors, documents=[f"text {i}" if i else None for i in range(5)], metadatas=metadatas)
     return store, dict(zip(ids, vectors, strict=True))
 
 
@@ -269,7 +269,7 @@ def test_records_are_read_in_batches_holding_what_was_asked(tmp_path):
         for i, doc_id in enumerate(batch.ids):
             np.testing.assert_allclose(batch.embeddings[i], vectors[doc_id], atol=1e-6)
             number = int(doc_id[1:])
-            assert batch.documents[i] == f"text {number}"
+            assert batch.documents[i] == (f"text {number}" if number else None)
             assert batch.metadatas[i] == ({"n": number} if number % 2 else None)
     (ids_only,) = store.records(embeddings=False, documents=False, metadatas=False)
     assert len(ids_only) == 5 and (ids_only.embeddings, ids_only.documents, ids_only.metadatas) == (None, None, None)
