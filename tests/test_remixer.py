@@ -657,6 +657,34 @@ def test_train_side_rows_use_train_gold_only_and_append_once(tmp_path, champ_row
     assert write_offline_train_rows(tmp_path, negatives=5)[1] == 0
 
 
+def test_ood_training_data_holds_out_the_validation_categories_concepts_and_seeds(tmp_path, capsys):
+    from reasonembed_rag.evaluation.offline import champ_hints, champ_ood_rows, champ_rows
+    from reasonembed_rag.training import cli as train_cli
+
+    examples, documents = champ_rows()
+    validation, training, held_out = champ_ood_rows()
+    corpus = {row["id"]: row["content"] for row in documents}
+    banned_texts = {corpus[c] for c in held_out}
+    remixer = Path(__file__).resolve().parents[1] / "data" / "remixer-champ"
+    arguments = ["champ-data", "--output", str(tmp_path), "--remixer", str(remixer), "--negatives", "5"]
+    assert train_cli.main(arguments) == 0
+    assert "champ_concepts_ood_train_gold.jsonl: 65 rows" in capsys.readouterr().out
+    gold = [json.loads(line) for line in (tmp_path / "champ_concepts_ood_train_gold.jsonl").read_text().splitlines()]
+    synthetic = [json.loads(line) for line in (tmp_path / "champ_concepts_train.jsonl").read_text().splitlines()]
+    assert len(gold) == len(training) and 0 < len(synthetic) < 31  # queries from held-out seeds are gone
+    forbidden_queries = {row["query"] for row in examples["test"] + validation}
+    for row in gold + synthetic:
+        assert row["query"] not in forbidden_queries
+        assert row["pos"] and not (set(row["pos"]) | set(row["neg"])) & banned_texts
+    by_query = {row["query"]: row for row in training}
+    for row in gold:
+        example = by_query[row["query"]]
+        assert set(row["pos"]) == {corpus[c] for c in example["gold_ids"]} and len(row["neg"]) == 5
+        hints = champ_hints(example["id"])
+        assert row["reasoning_query"].startswith(row["query"]) and all(h in row["reasoning_query"] for h in hints)
+    assert any(champ_hints(row["id"]) for row in training)  # the hints are really used
+
+
 class BagOfWordsEncoder:
     """A stand-in encoder with the ReasonEmbedEncoder interface: hashed bag of words, L2-normalised."""
 

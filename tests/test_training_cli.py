@@ -94,6 +94,24 @@ def test_train_infonce_then_export_a_checkpoint_then_add_results(tmp_path, setup
     assert len(json.loads((output / "results.json").read_text())) == 2
 
 
+def test_wise_ft_scales_the_adapter_delta_exactly(tmp_path, setup, capsys):
+    model, data = setup
+    output = tmp_path / "lora"
+    assert _train(model, data, output, "--lora", "--lr", "5e-2", "--warmup-ratio", "0") == 0
+    base = ReasonEmbedEncoder.from_pretrained(str(model), device="cpu").model.state_dict()
+    trained = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu").model.state_dict()
+    assert cli.main(["wise-ft", str(output), "--alpha", "0.25"]) == 0
+    scaled = ReasonEmbedEncoder.from_pretrained(str(output), device="cpu").model.state_dict()
+    moved = [name for name in base if not torch.equal(base[name], trained[name])]
+    assert moved, "the run must change the weights for the test to mean anything"
+    for name in moved:
+        torch.testing.assert_close(scaled[name], base[name] + 0.25 * (trained[name] - base[name]))
+    assert json.loads((output / "training_info.json").read_text())["wise_ft_alpha"] == 0.25
+    assert "WiSE-FT: the adapter's weight delta scaled by 0.25" in (output / "README.md").read_text()
+    assert cli.main(["wise-ft", str(output), "--alpha", "1.5"]) == 1
+    assert "alpha must be in [0, 1]" in capsys.readouterr().err
+
+
 def test_malformed_data_is_a_one_line_error_naming_file_line_and_field(tmp_path, setup, capsys):
     model, _ = setup
     data = tmp_path / "bad.jsonl"

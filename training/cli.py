@@ -5,7 +5,9 @@ Subcommands:
 * ``train`` - InfoNCE or Redapter training, writing a model folder (see :mod:`training.trainer`).
 * ``export`` - export the model of a checkpoint (adapter or merged).
 * ``card`` - add ``reasonembed-rag bright`` results to a model folder and regenerate its model card.
+* ``wise-ft`` - scale a LoRA model's adapter by alpha (weight averaging with the backbone, WiSE-FT).
 * ``synthesize`` - ReMixer data synthesis, registered by :mod:`training.remixer.cli` when that module is present.
+* ``champ-data`` - training rows for the out-of-domain validation split (:mod:`training.remixer.train_side`).
 
 Adding a subcommand: write a module with ``register(subparsers)`` that adds its parser and sets
 ``handler=`` through ``set_defaults`` (a callable taking the parsed namespace, returning an exit code or None), and
@@ -22,8 +24,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("reasonembed_rag.training.remixer.cli",)
-"""Modules with a ``register(subparsers)`` hook, imported when present. ReMixer's ``synthesize`` lives there."""
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "reasonembed_rag.training.remixer.cli",
+    "reasonembed_rag.training.remixer.train_side",
+)
+"""Modules with a ``register(subparsers)`` hook, imported when present: ReMixer's ``synthesize``, ``champ-data``."""
 
 Registrar = Callable[[Any], None]
 
@@ -233,7 +238,27 @@ def _run_card(namespace: argparse.Namespace) -> int:
     return 0
 
 
-REGISTRARS: list[Registrar] = [register_train, register_export, register_card]
+def register_wise_ft(subparsers: Any) -> None:
+    """The ``wise-ft`` subcommand."""
+    parser = subparsers.add_parser(
+        "wise-ft",
+        help="average a LoRA model with its backbone (scale the adapter)",
+        description="Scale a LoRA adapter folder's weight delta by ALPHA in place: the weights become backbone + "
+        "ALPHA x (trained - backbone) (WiSE-FT); the factor is recorded in the model card.",
+    )
+    parser.add_argument("model", help="a LoRA adapter model folder written by `reasonembed-train train`")
+    parser.add_argument("--alpha", type=float, required=True, help="0 = the backbone, 1 = the model as trained")
+    parser.set_defaults(handler=_run_wise_ft)
+
+
+def _run_wise_ft(namespace: argparse.Namespace) -> int:
+    from .export import scale_adapter
+
+    print(f"Scaled {scale_adapter(namespace.model, namespace.alpha)} by {namespace.alpha}")
+    return 0
+
+
+REGISTRARS: list[Registrar] = [register_train, register_export, register_card, register_wise_ft]
 """Built-in subcommands."""
 
 

@@ -85,6 +85,37 @@ def save_adapter(model: torch.nn.Module, folder: str | os.PathLike[str], *, dtyp
     return folder
 
 
+def scale_adapter(folder: str | os.PathLike[str], alpha: float) -> Path:
+    """WiSE-FT for a LoRA adapter folder: scale its weight delta by ``alpha`` in place (0 = backbone, 1 = as trained).
+
+    A merged LoRA layer is ``W0 + B @ A * scaling``, so multiplying every ``lora_B`` by ``alpha`` gives exactly the
+    weight-space average ``W0 + alpha * (W1 - W0)`` of the backbone and the trained model. ``training_info.json``
+    records the overall factor (scalings multiply) and the model card is regenerated.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (0 = the backbone, 1 = the trained model), got {alpha}.")
+    folder = Path(folder)
+    weights = folder / ADAPTER_WEIGHTS_NAME
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing: only LoRA adapter folders (--export-form adapter) scale.")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    if not any("lora_B" in name for name in tensors):
+        raise ValueError(f"{weights} holds no lora_B weights; is it a LoRA adapter?")
+    scaled = {
+        name: (tensor.float() * alpha).to(tensor.dtype) if "lora_B" in name else tensor
+        for name, tensor in tensors.items()
+    }
+    save_file(scaled, weights, metadata={"format": "pt"})
+    info_path = folder / TRAINING_INFO_NAME
+    info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info["wise_ft_alpha"] = round(info.get("wise_ft_alpha", 1.0) * alpha, 6)
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    write_model_card(folder)
+    return folder
+
+
 def export_model(
     model: torch.nn.Module,
     encoder: ReasonEmbedEncoder,
@@ -312,6 +343,14 @@ def write_model_card(folder: str | os.PathLike[str]) -> Path:
     if info:
         lines += [
             f"- Method: {method}",
+            *(
+                [
+                    f"- WiSE-FT: the adapter's weight delta scaled by {info['wise_ft_alpha']} (weights = backbone + "
+                    f"{info['wise_ft_alpha']} x (trained - backbone))"
+                ]
+                if "wise_ft_alpha" in info
+                else []
+            ),
             f"- Steps: {info.get('steps', '?')} optimiser steps ({info.get('epochs_done', '?')} epochs), "
             f"{info.get('train_seconds', '?')} s on {info.get('device', '?')}",
             f"- Final (mean of the last {final.get('window', '?')} steps): "

@@ -1,0 +1,180 @@
+"""Choose `reasonembed-minilm-l6`'s settings on the out-of-domain validation, then measure seeds of the choice.
+
+    python scripts/sweep_minilm.py sweep --data data/champ-ood/train --output outputs/minilm-sweep
+    python scripts/sweep_minilm.py seeds --data data/champ-ood/train --output outputs/minilm-seeds \
+        --config '{"learning_rate": 1e-4, "max_steps": 16}' --seeds 42,43,44
+
+The validation is ``champ_concepts_ood`` (TRAIN problems of held-out CHAMP categories; their gold concepts are
+never trained on, see :func:`reasonembed_rag.evaluation.offline.champ_ood_rows`), the training data is
+``reasonembed-train champ-data``'s output (nothing of the held-out part). Each run trains a LoRA adapter on
+all-MiniLM-L6-v2 and is scored at several WiSE-FT weights ``alpha``: the weights ``W0 + alpha * (W1 - W0)``
+between the backbone (``W0``) and the trained model (``W1``), which for a LoRA adapter is exactly the adapter scaled
+by ``alpha``. ``sweep`` scores the validation only; ``seeds`` also the TEST side, and writes per-query nDCG@10 for
+the paired tests. Scoring is exact cosine search + the project's scorer (``evaluate_run``), as ``reasonembed-rag
+bright --via direct`` does. ``OUTPUT/runs.jsonl`` gets one line per run; a rerun skips finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE: dict[str, Any] = {
+    "model": "minilm-l6",
+    "query_format": "{query}",  # all-MiniLM-L6-v2 was trained without instructions
+    "lora": True,
+    "lora_rank": 16,
+    "lora_alpha": 32,
+    "loss": "redapter",
+    "temperature": 0.05,  # sentence-transformers' scale 20, what MiniLM was trained with
+    "batch_size": 8,
+    "group_size": 4,  # 1 positive + 3 mined negatives (+ in-batch); small enough for a shared 2-core CPU
+    "query_max_length": 128,
+    "passage_max_length": 128,
+    "reasoning_query_max_length": 256,
+    "warmup_ratio": 0.1,
+    "redapter_warmup_steps": 2,
+    "mask_false_negatives": True,
+    "learning_rate": 1e-4,
+    "epochs": 2,
+    "seed": 42,
+    "adapter_dtype": "float16",
+    "sub_batch_size": 16,
+    "save_steps": 0,
+}
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+
+
+def grid() -> list[dict[str, Any]]:
+    """The settings tried on each training folder (on top of BASE; the WiSE-FT alphas are scored for each)."""
+    return [{"learning_rate": lr} for lr in (1e-4, 3e-4)]
+
+
+def name_of(config: dict[str, Any], data: Path) -> str:
+    short = {"learning_rate": "lr", "epochs": "e", "max_steps": "s", "temperature": "t", "seed": "seed"}
+    parts = [f"{short.get(k, k)}{v}" for k, v in sorted(config.items())]
+    return "-".join([data.name, *parts]).replace("_", "")
+
+
+def load_tasks(names: list[str]) -> dict[str, Any]:
+    from reasonembed_rag.evaluation.cli import offline_data_root
+    from reasonembed_rag.evaluation.data import load_folder_task
+
+    root = offline_data_root()
+    return {name: load_folder_task(root, name) for name in names}
+
+
+def score(encoder: Any, tasks: dict[str, Any]) -> dict[str, Any]:
+    """{task: {"ndcg@10": x100, "per_query": {id: ndcg@10}}} by exact cosine search over each task's corpus."""
+    from reasonembed_rag.evaluation.metrics import evaluate_run
+
+    result = {}
+    for name, task in tasks.items():
+        ids = list(task.documents)
+        documents = encoder.encode_documents([task.documents[i] for i in ids], show_progress=False)
+        queries = encoder.encode_queries([q.text for q in task.queries], instruction=task.instruction)
+        scores = queries @ documents.T
+        run = {q.id: dict(zip(ids, map(float, row), strict=True)) for q, row in zip(task.queries, scores, strict=True)}
+        mean, per_query = evaluate_run(run, task.qrels, {q.id: q.excluded_ids for q in task.queries})
+        result[name] = {
+            "ndcg@10": round(100 * mean["ndcg@10"], 2),
+            "per_query": {q: round(m["ndcg@10"], 5) for q, m in per_query.items()},
+        }
+    return result
+
+
+def interpolated_scores(folder: Path, tasks: dict[str, Any], alphas: tuple[float, ...]) -> dict[str, Any]:
+    """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (W0 the backbone, W1 the trained model in ``folder``)."""
+    import torch
+
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+
+    tuned = ReasonEmbedEncoder.from_pretrained(folder)
+    base = ReasonEmbedEncoder.from_pretrained(BASE["model"]).model.state_dict()
+    trained = {k: v.clone() for k, v in tuned.model.state_dict().items()}
+    result = {}
+    for alpha in alphas:
+        with torch.no_grad():
+            tuned.model.load_state_dict(
+                {k: base[k] + alpha * (v - base[k]) if v.is_floating_point() else v for k, v in trained.items()}
+            )
+        result[str(alpha)] = score(tuned, tasks)
+    return result
+
+
+def run_one(config: dict, data: Path, output: Path, tasks: dict[str, Any], alphas: tuple[float, ...]) -> dict:
+    from reasonembed_rag.training.trainer import TrainingArguments, train
+
+    started = time.time()
+    values = {**BASE, **config, "data": str(data), "output": str(output), "overwrite": True, "progress": False}
+    result = train(TrainingArguments.from_dict(values))
+    row = {"name": output.name, "config": config, "steps": result.steps, "train_s": round(time.time() - started, 1)}
+    row["scores"] = interpolated_scores(output, tasks, alphas)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("sweep", "seeds", "baseline"))
+    parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--config", type=json.loads, default={}, help="seeds: the chosen settings (JSON)")
+    parser.add_argument("--seeds", default="42,43,44")
+    parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
+    parser.add_argument("--keep", action="store_true", help="keep each run's model folder")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", default="0/1", help="I/N: run every N-th plan from the I-th (parallel workers)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from reasonembed_rag.evaluation.offline import CHAMP_OOD_TASK, CHAMP_TASK
+
+    torch.set_num_threads(args.threads)
+    alphas = tuple(float(a) for a in args.alphas.split(","))
+    args.output.mkdir(parents=True, exist_ok=True)
+    log = args.output / "runs.jsonl"
+    if args.mode == "baseline":
+        from reasonembed_rag.encoder import ReasonEmbedEncoder
+
+        for model in ("minilm-l6",):
+            row = {"name": model, "scores": score(ReasonEmbedEncoder.from_pretrained(model),
+                                                  load_tasks([CHAMP_OOD_TASK, CHAMP_TASK]))}
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps({k: v["ndcg@10"] for k, v in row["scores"].items()}), flush=True)
+        return 0
+    task_names = [CHAMP_OOD_TASK] if args.mode == "sweep" else [CHAMP_OOD_TASK, CHAMP_TASK]
+    tasks = load_tasks(task_names)
+    done = {row["name"] for row in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
+    if args.mode == "sweep":
+        plans = [(config, data) for data in args.data for config in grid()]
+    else:
+        plans = [({**args.config, "seed": int(seed)}, args.data[0]) for seed in args.seeds.split(",")]
+    part, parts = map(int, args.part.split("/"))
+    for config, data in plans[part::parts]:
+        name = name_of(config, data)
+        if name in done:
+            continue
+        row = run_one(config, data, args.output / "runs" / name, tasks, alphas)
+        row["data"] = str(data)
+        with log.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if not args.keep:
+            shutil.rmtree(args.output / "runs" / name, ignore_errors=True)
+        summary = {a: {t: s["ndcg@10"] for t, s in v.items()} for a, v in row["scores"].items()}
+        print(name, row["steps"], "steps", row["train_s"], "s", json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())
