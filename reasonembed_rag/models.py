@@ -123,6 +123,19 @@ REGISTRY: dict[str, ModelSpec] = {
         description="SmolLM2-135M trained here with ReMixer data and the Redapter loss (mean pooling). Offline.",
         base="smollm2-135m",
     ),
+    "reasonembed-minilm-l6": ModelSpec(
+        alias="reasonembed-minilm-l6",
+        source="project",
+        location="reasonembed-minilm-l6",
+        kind="encoder",
+        pooling="mean",
+        query_format=BARE_QUERY_FORMAT,  # like its backbone: trained and chosen without instructions
+        max_length=256,
+        licence="apache-2.0",
+        description="all-MiniLM-L6-v2 + a LoRA adapter trained here (Redapter on the CHAMP train side outside the "
+        "out-of-domain validation, averaged with the backbone). Offline.",
+        base="minilm-l6",
+    ),
 }
 """Known models by alias (CONTRACT: the aliases are relied on by users)."""
 

@@ -121,17 +121,77 @@ def run_one(config: dict, data: Path, output: Path, tasks: dict[str, Any], alpha
     return row
 
 
+def paired_report(rows: list[dict], baseline: dict, alpha: str, tasks: list[str]) -> dict[str, Any]:
+    """Per-seed nDCG@10, mean +- std, and paired tests per query against the baseline (scipy)."""
+    import numpy as np
+    from scipy.stats import ttest_rel, wilcoxon
+
+    report: dict[str, Any] = {"alpha": alpha, "seeds": {}, "tasks": {}}
+    lines = ["| seed | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for row in rows:
+        scores = row["scores"][alpha]
+        report["seeds"][row["config"]["seed"]] = {t: scores[t]["ndcg@10"] for t in tasks}
+        lines.append(f"| {row['config']['seed']} | " + " | ".join(f"{scores[t]['ndcg@10']:.1f}" for t in tasks) + " |")
+    for task in tasks:
+        base = baseline["scores"][task]["per_query"]
+        ids = sorted(base)
+        reference = np.array([base[q] for q in ids])
+        per_seed = np.array([[row["scores"][alpha][task]["per_query"][q] for q in ids] for row in rows])
+        means = per_seed.mean(axis=1) * 100
+        tests = []
+        for seed_scores in [*per_seed, per_seed.mean(axis=0)]:
+            differs = bool(np.any(seed_scores != reference))
+            tests.append(
+                {
+                    "delta": round(float((seed_scores - reference).mean() * 100), 2),
+                    "t_test_p": round(float(ttest_rel(seed_scores, reference).pvalue), 4) if differs else 1.0,
+                    "wilcoxon_p": round(float(wilcoxon(seed_scores, reference).pvalue), 4) if differs else 1.0,
+                }
+            )
+        report["tasks"][task] = {
+            "queries": len(ids),
+            "baseline": round(float(reference.mean() * 100), 2),
+            "mean": round(float(means.mean()), 2),
+            "std": round(float(means.std(ddof=1)), 2) if len(means) > 1 else 0.0,
+            "per_seed_vs_baseline": tests[:-1],
+            "seed_mean_vs_baseline": tests[-1],
+        }
+    lines.append(
+        "| mean +- std | "
+        + " | ".join(f"{report['tasks'][t]['mean']:.1f} +- {report['tasks'][t]['std']:.1f}" for t in tasks)
+        + " |"
+    )
+    baseline_cells = " | ".join(f"{report['tasks'][t]['baseline']:.1f}" for t in tasks)
+    lines.append(f"| {baseline['name']} | {baseline_cells} |")
+    for task in tasks:
+        entry = report["tasks"][task]
+        seeds = ", ".join(
+            f"{seed}: {t['delta']:+.1f} (t p={t['t_test_p']}, Wilcoxon p={t['wilcoxon_p']})"
+            for seed, t in zip(report["seeds"], entry["per_seed_vs_baseline"], strict=True)
+        )
+        mean = entry["seed_mean_vs_baseline"]
+        lines.append(
+            f"\n{task} ({entry['queries']} queries), paired per query against {baseline['name']}: {seeds}; "
+            f"per-query mean of the seeds {mean['delta']:+.1f} (t p={mean['t_test_p']}, "
+            f"Wilcoxon p={mean['wilcoxon_p']})."
+        )
+    report["markdown"] = "\n".join(lines)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("sweep", "seeds", "baseline"))
+    parser.add_argument("mode", choices=("sweep", "seeds", "baseline", "report"))
     parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--config", type=json.loads, default={}, help="seeds: the chosen settings (JSON)")
+    parser.add_argument("--config", type=json.loads, default={}, help="seeds: the chosen settings; sweep: one setting instead of the grid (JSON)")
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
     parser.add_argument("--keep", action="store_true", help="keep each run's model folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--part", default="0/1", help="I/N: run every N-th plan from the I-th (parallel workers)")
+    parser.add_argument("--baseline", type=Path, help="report: the baseline mode's runs.jsonl")
+    parser.add_argument("--alpha", default="1.0", help="report: the WiSE-FT alpha chosen on the validation")
     args = parser.parse_args(argv)
 
     import torch
@@ -152,11 +212,18 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps({k: v["ndcg@10"] for k, v in row["scores"].items()}), flush=True)
         return 0
+    if args.mode == "report":
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        baseline = json.loads(args.baseline.read_text().splitlines()[0])
+        report = paired_report(rows, baseline, str(float(args.alpha)), [CHAMP_TASK, CHAMP_OOD_TASK])
+        (args.output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(report["markdown"])
+        return 0
     task_names = [CHAMP_OOD_TASK] if args.mode == "sweep" else [CHAMP_OOD_TASK, CHAMP_TASK]
     tasks = load_tasks(task_names)
     done = {row["name"] for row in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
     if args.mode == "sweep":
-        plans = [(config, data) for data in args.data for config in grid()]
+        plans = [(config, data) for data in args.data for config in ([args.config] if args.config else grid())]
     else:
         plans = [({**args.config, "seed": int(seed)}, args.data[0]) for seed in args.seeds.split(",")]
     part, parts = map(int, args.part.split("/"))
