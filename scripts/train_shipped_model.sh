@@ -62,13 +62,13 @@ fi
 MINILM_DATA=data/champ-ood/mix
 MINILM=reasonembed_rag/trained_models/reasonembed-minilm-l6
 MINILM_RESULTS=$MINILM/results
-MINILM_ALPHA=${MINILM_ALPHA:-@ALPHA@}   # WiSE-FT weight chosen on the validation (0 = backbone, 1 = as trained)
+MINILM_ALPHA=${MINILM_ALPHA:-0.5}   # WiSE-FT weight chosen on the validation (0 = backbone, 1 = as trained)
 if [[ " $STEPS " == *" champ-data "* ]]; then
   # Gold rows of the TRAIN problems outside the held-out categories (CHAMP hints + worked solution as the reasoning
   # query, negatives mined by MiniLM among the concepts not held out) + the ReMixer rows minus everything held out.
   OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output "$MINILM_DATA" --remixer "$DATA" --miner minilm-l6
 fi
-MINILM_COMMON=(--data "$MINILM_DATA" --model minilm-l6 --lora --lora-rank 16 --lora-alpha 32 --lr @LR@
+MINILM_COMMON=(--data "$MINILM_DATA" --model minilm-l6 --lora --lora-rank 16 --lora-alpha 32 --lr 3e-4
   --warmup-ratio 0.1 --epochs 2 --batch-size 8 --group-size 4 --query-max-length 128 --passage-max-length 128
   --reasoning-query-max-length 256 --temperature 0.05 --redapter-warmup-steps 2 --mask-false-negatives
   --query-format '{query}' --seed 42 --adapter-dtype float16 --sub-batch-size 16 --overwrite)
