@@ -281,7 +281,7 @@ def test_a_dead_endpoint_aborts_with_a_clear_message(tmp_path):
 
 
 def test_logit_annotator_path_is_used_instead_of_the_llm(tmp_path):
-    from reasonembed_rag.training.remixer.annotator import ScoreDistribution
+    from reasonembed_rag.rerank import ScoreDistribution
 
     class FakeAnnotator:
         batch_size = 2
@@ -307,7 +307,7 @@ def test_logit_annotator_path_is_used_instead_of_the_llm(tmp_path):
 
 @pytest.mark.parametrize(("calibration", "rows"), [("none", 0), ("query", 3)])
 def test_logit_calibration_removes_a_constant_bias(tmp_path, calibration, rows):
-    from reasonembed_rag.training.remixer.annotator import ScoreDistribution
+    from reasonembed_rag.rerank import ScoreDistribution
 
     class BiasedAnnotator:
         """Always most sure of "1", but gives relevant documents more weight on 4 and 5 than the others."""

@@ -47,3 +47,22 @@ def build_tiny_decoder(folder: Path, kind: str = "qwen3", seed: int = 0, hidden_
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_cross_encoder(folder: Path, seed: int = 0) -> Path:
+    """Write a tiny random BERT cross-encoder (``BertForSequenceClassification``, one label, 2 layers) with the
+    packaged MiniLM's WordPiece tokenizer to ``folder``; returns it. Real model, random weights: its scores are
+    arbitrary but fixed, which is what plumbing tests need."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from reasonembed_rag.models import get_spec, package_path
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(package_path(get_spec("minilm-l6")))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=512, num_labels=1, initializer_range=0.5,
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

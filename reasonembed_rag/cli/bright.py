@@ -11,6 +11,7 @@ from ..evaluation.metrics import KEEP_TOP
 from ..evaluation.report import format_table
 from ..evaluation.runner import evaluate, results_json
 from ..evaluation.tasks import load_tasks
+from ..llm import add_llm_arguments
 from .common import add_task_arguments, load_model, task_names
 
 
@@ -24,13 +25,57 @@ def _bright(args: argparse.Namespace) -> int:
     )
     model = load_model(args)
     results = evaluate(tasks, model, via=args.via, chroma=args.chroma, keep=args.keep, show_progress=True)
+    reranking: dict[str, Any] = {}
+    if args.rerank:
+        results, reranking = _rerank(args, tasks, results)
     payload = results_json(results, model=model.name, via=results[0].via if results else args.via)
+    if reranking:
+        payload["rerank"] = reranking
     print(format_table(results))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"results written to {args.output}")
     return 0
+
+
+def _rerank(args: argparse.Namespace, tasks: list, results: list) -> tuple[list, dict[str, Any]]:
+    """Rerank every task's run with ``--rerank`` (an LLM endpoint or a cross-encoder folder)."""
+    from ..evaluation.reranking import rerank_result, rerank_summary
+    from ..rerank import CrossEncoderReranker, LLMReranker
+
+    by_name = {task.name: task for task in tasks}
+
+    def run_all(reranker: Any) -> tuple[list, dict[str, Any]]:
+        reranked, summary = [], {}
+        for before in results:
+            cost = reranker.cost.as_dict() if hasattr(reranker, "cost") else None
+            after = rerank_result(
+                by_name[before.task], before, reranker, top_k=args.rerank_top_k, keep=args.keep, show_progress=True
+            )
+            if cost is not None:
+                cost = {name: value - cost[name] for name, value in reranker.cost.as_dict().items()}
+            summary[before.task] = rerank_summary(before, after, reranker, args.rerank_top_k, cost)
+            print(
+                f"{before.task}: nDCG@10 {before.metrics['ndcg@10']:.4f} -> {after.metrics['ndcg@10']:.4f} "
+                f"after reranking the top {args.rerank_top_k} with {reranker.name}"
+            )
+            reranked.append(after)
+        return reranked, summary
+
+    if args.rerank != "llm":
+        return run_all(CrossEncoderReranker(args.rerank, device=args.device))
+    from ..llm import LLMClient, choose_llm_from_args
+
+    choice = choose_llm_from_args(args)
+    with choice.open(announce=True) as endpoint:
+        # A local server's identity is its model, not its port (a new port each start must still hit the cache).
+        identity = "local" if endpoint.local else str(endpoint.config.base_url or "")
+        reranker = LLMReranker(LLMClient(endpoint.config), endpoint=identity, cache=args.rerank_cache)
+        try:
+            return run_all(reranker)
+        finally:
+            reranker.cache.close()
 
 
 def register(commands: Any) -> None:
@@ -47,4 +92,31 @@ def register(commands: Any) -> None:
     parser.add_argument("--reasoning-queries", default=None, help="e.g. gpt4_reason: use reasoning-expanded queries")
     parser.add_argument("--keep", type=int, default=KEEP_TOP, help=f"hits kept per query (default {KEEP_TOP})")
     parser.add_argument("--output", default=None, help="write results JSON here")
+    rerank = parser.add_argument_group("reranking (a second stage over each query's first-stage hits)")
+    rerank.add_argument(
+        "--rerank",
+        default=None,
+        metavar="llm|FOLDER",
+        help="'llm': pointwise 1-5 relevance from the --llm-* endpoint (expected value of the digit from "
+        "top_logprobs where the server returns them, else the generated digit); or a cross-encoder folder "
+        "(transformers AutoModelForSequenceClassification). Default: no reranking",
+    )
+    rerank.add_argument(
+        "--rerank-top-k",
+        type=int,
+        default=100,
+        metavar="K",
+        help="hits reranked per query (default 100); the rest keep their first-stage order after them",
+    )
+    rerank.add_argument(
+        "--rerank-cache",
+        default=None,
+        metavar="FILE",
+        help="JSONL of LLM scores, read and extended so an interrupted run resumes "
+        "(default: ~/.cache/reasonembed-rag/rerank/scores.jsonl)",
+    )
+    add_llm_arguments(
+        parser,
+        notes={"--llm-local": "use the local transformers serve for --rerank llm even when OPENAI_* name an endpoint"},
+    )
     parser.set_defaults(func=_bright)

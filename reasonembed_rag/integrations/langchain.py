@@ -7,8 +7,11 @@ retriever helpers live in :mod:`reasonembed_rag.store`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -18,7 +21,7 @@ from ._shared import check_encode_kwargs, check_model_kwargs, resolve_model_name
 if TYPE_CHECKING:
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
-__all__ = ["LangChainEmbeddings"]
+__all__ = ["LangChainEmbeddings", "LangChainRerank"]
 
 
 class LangChainEmbeddings(BaseModel, Embeddings):
@@ -110,3 +113,49 @@ class LangChainEmbeddings(BaseModel, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """Embed one query in a worker thread, leaving the event loop free."""
         return await run_in_executor(None, self.embed_query, text)
+
+
+class LangChainRerank(BaseDocumentCompressor):
+    """A reranker (:mod:`reasonembed_rag.rerank`) as a LangChain document compressor: the ``top_n`` documents by
+    rerank score, each with its score in ``metadata["relevance_score"]`` (ties keep the retriever's order).
+
+    Example:
+        ```python
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+
+        retriever = ContextualCompressionRetriever(
+            base_compressor=LangChainRerank(reranker="path/to/cross-encoder", top_n=5),
+            base_retriever=store.langchain_retriever(k=50),
+        )
+        retriever.invoke("Why do cells age?")
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    reranker: Any
+    """A :class:`~reasonembed_rag.rerank.Reranker` (e.g. :class:`~reasonembed_rag.rerank.LLMReranker`) or a
+    cross-encoder folder."""
+    top_n: int = 3
+    """Documents kept."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        from reasonembed_rag.rerank import load_reranker
+
+        self.reranker = load_reranker(self.reranker)
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """The best ``top_n`` of ``documents`` for ``query``, best first."""
+        from reasonembed_rag.rerank import rerank_texts
+
+        ranked = rerank_texts(self.reranker, query, [doc.page_content for doc in documents])[: self.top_n]
+        return [
+            Document(
+                page_content=documents[i].page_content,
+                metadata={**documents[i].metadata, "relevance_score": score},
+                id=documents[i].id,
+            )
+            for i, score in ranked
+        ]

@@ -12,6 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field, PrivateAttr
 
 from ._shared import check_encode_kwargs, check_model_kwargs, resolve_model_name, shared_encoder
@@ -19,7 +21,7 @@ from ._shared import check_encode_kwargs, check_model_kwargs, resolve_model_name
 if TYPE_CHECKING:
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
-__all__ = ["LlamaIndexEmbedding"]
+__all__ = ["LlamaIndexEmbedding", "LlamaIndexRerank"]
 
 DEFAULT_EMBED_BATCH_SIZE = 128
 """Texts handed to the encoder per call. The encoder sorts each call by length and packs padded-token budgets,
@@ -155,3 +157,39 @@ class LlamaIndexEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+class LlamaIndexRerank(BaseNodePostprocessor):
+    """A reranker (:mod:`reasonembed_rag.rerank`) as a LlamaIndex node postprocessor: the ``top_n`` nodes by rerank
+    score, which becomes the node's score (ties keep the retriever's order).
+
+    Example:
+        ```python
+        engine = index.as_query_engine(
+            similarity_top_k=50, node_postprocessors=[LlamaIndexRerank(reranker="path/to/cross-encoder", top_n=5)]
+        )
+        ```
+    """
+
+    reranker: Any = Field(description="a reasonembed_rag.rerank.Reranker or a cross-encoder folder", exclude=True)
+    top_n: int = Field(default=3, description="nodes kept")
+
+    def model_post_init(self, context: Any, /) -> None:
+        from reasonembed_rag.rerank import load_reranker
+
+        self.reranker = load_reranker(self.reranker)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LlamaIndexRerank"
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        from reasonembed_rag.rerank import rerank_texts
+
+        if query_bundle is None:
+            raise ValueError("LlamaIndexRerank needs the query: pass query_bundle or query_str to postprocess_nodes.")
+        texts = [hit.node.get_content(metadata_mode=MetadataMode.NONE) for hit in nodes]
+        ranked = rerank_texts(self.reranker, query_bundle.query_str, texts)[: self.top_n]
+        return [NodeWithScore(node=nodes[i].node, score=score) for i, score in ranked]

@@ -53,6 +53,9 @@ class Completion:
     """``stop`` (natural end or a stop string), ``length`` (hit ``max_tokens``), or what the server says."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    top_logprobs: tuple[dict[str, float], ...] = ()
+    """Per generated token, its most likely alternatives (token text -> log-probability); filled only when the
+    request asked for ``top_logprobs`` and the server returned them."""
 
 
 class ChatModel(Protocol):
@@ -219,6 +222,7 @@ class LLMClient:
         temperature: float | None = None,
         top_p: float | None = None,
         stop: Sequence[str] | None = None,
+        top_logprobs: int | None = None,
     ) -> Completion:
         """Send one chat request, retrying retryable failures with exponential back-off.
 
@@ -228,6 +232,9 @@ class LLMClient:
             temperature: Sampling temperature (default: the config's).
             top_p: Nucleus sampling mass (default: the config's).
             stop: Strings that end the reply.
+            top_logprobs: Ask for this many alternatives per generated token (OpenAI's ``logprobs`` and
+                ``top_logprobs``); servers that do not support them answer with an error (``transformers serve``
+                does: HTTP 422).
 
         Returns:
             The reply text, finish reason and token counts.
@@ -244,6 +251,9 @@ class LLMClient:
         }
         if stop:
             request["stop"] = list(stop)
+        if top_logprobs:
+            request["logprobs"] = True
+            request["top_logprobs"] = int(top_logprobs)
         if self.config.seed is not None:
             request["seed"] = self.config.seed
         delay = self.config.backoff_initial
@@ -284,7 +294,14 @@ class LLMClient:
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         self.usage.add(requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return Completion(text, getattr(choice, "finish_reason", None), prompt_tokens, completion_tokens)
+        tokens = getattr(getattr(choice, "logprobs", None), "content", None) or []
+        alternatives = tuple(
+            {str(top.token): float(top.logprob) for top in (getattr(token, "top_logprobs", None) or [])}
+            for token in tokens
+        )
+        return Completion(
+            text, getattr(choice, "finish_reason", None), prompt_tokens, completion_tokens, alternatives
+        )
 
     def chat_many(
         self, conversations: Sequence[Sequence[Message]], **options: Any

@@ -2,40 +2,23 @@
 
 The direct-annotation conversation is rendered with the model's chat template, the assistant turn is opened with
 ``<score>``, and one forward pass gives the logits of the tokens ``1`` ... ``5``: the score is the most likely digit,
-and the whole distribution is kept. No text is generated, so there is nothing to parse and nothing malformed; a
-prompt that does not fit is cut from the left (the question being asked is at the end). Runs in-process with
-transformers (the local ``transformers serve`` does not return logits through the chat API).
+and the whole distribution is kept (:func:`reasonembed_rag.rerank.digit_distribution`, the same reading the LLM
+reranker applies to an endpoint's ``top_logprobs``). No text is generated, so there is nothing to parse and nothing
+malformed; a prompt that does not fit is cut from the left (the question being asked is at the end). Runs in-process
+with transformers (the local ``transformers serve`` does not return logits through the chat API).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reasonembed_rag.llm import Message
+from reasonembed_rag.rerank import DIGITS, ScoreDistribution, digit_distribution
 
 SCORE_PREFIX = "<score>"
-DIGITS = ("1", "2", "3", "4", "5")
-
-
-@dataclass(frozen=True)
-class ScoreDistribution:
-    """The annotator's belief over the five scores."""
-
-    probabilities: tuple[float, ...]
-    """P(1) ... P(5), renormalised over the five digits."""
-
-    @property
-    def score(self) -> int:
-        """The most likely score (ties go to the lower one)."""
-        return 1 + max(range(5), key=lambda i: (self.probabilities[i], -i))
-
-    @property
-    def expected(self) -> float:
-        return sum((i + 1) * p for i, p in enumerate(self.probabilities))
 
 
 class LogitAnnotator:
@@ -130,8 +113,7 @@ class LogitAnnotator:
                     position_ids=positions.to(self.device),
                     logits_to_keep=1,
                 )
-                logits = output.logits[:, -1, self.digit_ids].float()
-                probabilities = torch.softmax(logits, dim=-1).cpu().tolist()
+                logits = output.logits[:, -1, self.digit_ids].float().cpu().tolist()
                 for row, index in enumerate(batch):
-                    results[index] = ScoreDistribution(tuple(round(p, 6) for p in probabilities[row]))
+                    results[index] = digit_distribution(dict(zip(DIGITS, logits[row], strict=True)))
         return results
