@@ -5,6 +5,9 @@ One module per framework, each importing only its own framework, and only when i
 - :class:`LlamaIndexEmbedding` (``llama_index.core`` ``BaseEmbedding``) in :mod:`.llama_index`
 - :class:`LangChainEmbeddings` (``langchain_core`` ``Embeddings``) in :mod:`.langchain`
 - :class:`ChromaEmbeddingFunction` (a registered ``chromadb`` ``EmbeddingFunction``) in :mod:`.chroma`
+- :class:`LlamaIndexRerank` (a ``BaseNodePostprocessor``) and :class:`LangChainRerank` (a ``BaseDocumentCompressor``
+  for ``ContextualCompressionRetriever``): the rerankers of :mod:`reasonembed_rag.rerank`
+- :class:`MTEBEncoder` (mteb 2.x's encoder protocol) in :mod:`.mteb`
 
 The adapters hold no logic of their own: formatting, batching and normalising belong to the encoder; collections
 and search settings to :mod:`reasonembed_rag.store`.
@@ -17,16 +20,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .chroma import ChromaEmbeddingFunction
-    from .langchain import LangChainEmbeddings
-    from .llama_index import LlamaIndexEmbedding
+    from .langchain import LangChainEmbeddings, LangChainRerank
+    from .llama_index import LlamaIndexEmbedding, LlamaIndexRerank
+    from .mteb import MTEBEncoder
 
 _LAZY = {
     "ChromaEmbeddingFunction": ".chroma",
     "LangChainEmbeddings": ".langchain",
+    "LangChainRerank": ".langchain",
     "LlamaIndexEmbedding": ".llama_index",
+    "LlamaIndexRerank": ".llama_index",
+    "MTEBEncoder": ".mteb",
 }
 
-__all__ = ["ChromaEmbeddingFunction", "LangChainEmbeddings", "LlamaIndexEmbedding"]
+__all__ = [
+    "ChromaEmbeddingFunction",
+    "LangChainEmbeddings",
+    "LangChainRerank",
+    "LlamaIndexEmbedding",
+    "LlamaIndexRerank",
+    "MTEBEncoder",
+]
 
 
 def __getattr__(name: str) -> Any:
