@@ -122,14 +122,18 @@ def test_wheel_entry_points_point_into_the_package(console_scripts):
 
 
 def test_installed_copy_imports_from_its_own_folder(installed, console_scripts, tmp_path):
-    """The package, its training and demo sub-packages and every console script resolve inside the install folder."""
+    """The package, its training and demo sub-packages, every console script and every project-trained model's
+    folder resolve inside the install folder."""
     targets = list(console_scripts.values())
     code = (
         "import importlib, json\n"
         "import reasonembed_rag, reasonembed_rag.training.cli, reasonembed_rag.demos.compare\n"
-        "from reasonembed_rag.models import trained_models_dir\n"
+        "from reasonembed_rag.models import REGISTRY, project_model_path, trained_models_dir\n"
         "files = [reasonembed_rag.__file__, reasonembed_rag.training.cli.__file__,\n"
         "         reasonembed_rag.demos.compare.__file__, str(trained_models_dir())]\n"
+        "projects = [spec for spec in REGISTRY.values() if spec.source == 'project']\n"
+        "assert len(projects) >= 1, projects\n"
+        "files += [str(project_model_path(spec)) for spec in projects]\n"
         f"for target in {targets!r}:\n"
         "    module, _, function = target.partition(':')\n"
         "    files.append(importlib.import_module(module).__file__)\n"
@@ -137,7 +141,7 @@ def test_installed_copy_imports_from_its_own_folder(installed, console_scripts, 
         "print(json.dumps(files))\n"
     )
     files = _run_installed(installed, code, tmp_path)
-    assert len(files) == 4 + len(targets)
+    assert len(files) >= 5 + len(targets)
     for file in files:
         assert Path(file).resolve().is_relative_to(installed.resolve()), file
 
