@@ -146,7 +146,7 @@ def test_subcommand_modules_register_their_commands(monkeypatch, capsys):
     assert cli.main(["synthesize", "--corpus", "docs.jsonl"]) == 0
     assert "synthesizing docs.jsonl" in capsys.readouterr().out
     parser, commands, failures = cli.build_parser()
-    assert commands == ["card", "export", "synthesize", "train"] and failures == []
+    assert commands == ["card", "export", "synthesize", "train", "wise-ft"] and failures == []
 
 
 def test_help_lists_the_paper_recipe_options(capsys):
@@ -183,7 +183,7 @@ def test_a_subcommand_module_with_a_missing_dependency_is_reported_not_fatal(tmp
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("broken_sub_cli",))
     _, commands, failures = cli.build_parser()
-    assert commands == ["card", "export", "train"]
+    assert commands == ["card", "export", "train", "wise-ft"]
     assert len(failures) == 1 and "not_installed_dependency_for_test" in failures[0]
     with pytest.raises(SystemExit):
         cli.main(["synthesize"])
