@@ -225,8 +225,8 @@ class LLMReranker:
 
     Each (query, document) pair is one chat request asking for a 1-5 digit at temperature 0. Where the server
     returns ``top_logprobs`` the score is the digit's expected value (graded: pairs that both say "4" still order);
-    where it does not (``transformers serve`` rejects the field) the first request falls back to reading the
-    generated digit, and so does every later one.
+    where it does not (``transformers serve`` ignores the field; other servers answer with an error) the first
+    request finds out, and it and every later one read the generated digit.
 
     Example:
         >>> from reasonembed_rag.llm import LLMClient, choose_llm

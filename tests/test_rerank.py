@@ -40,11 +40,12 @@ def cross_encoder(cross_encoder_folder):
 
 class ScriptedChat:
     """Answers each relevance prompt with the digit after ``grade=`` in its document; optionally as top_logprobs,
-    optionally rejecting logprob requests (as ``transformers serve`` does) or failing after some replies."""
+    optionally rejecting logprob requests (as some servers do) or failing after some replies."""
 
-    def __init__(self, *, logprobs: bool, fail_after: int | None = None) -> None:
+    def __init__(self, *, logprobs: bool, fail_after: int | None = None, reject: bool = True) -> None:
         self.config = LLMConfig(base_url="http://127.0.0.1:9/v1", model="scripted")
         self.logprobs = logprobs
+        self.reject = reject
         self.fail_after = fail_after
         self.calls: list[bool] = []
 
@@ -52,12 +53,12 @@ class ScriptedChat:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise LLMError("connection refused", retryable=True)
         self.calls.append(bool(top_logprobs))
-        if top_logprobs and not self.logprobs:
+        if top_logprobs and not self.logprobs and self.reject:
             raise LLMError("HTTP 422: unsupported field logprobs", retryable=False)
         match = re.search(r"grade=(\d)", messages[-1]["content"])
         digit = match.group(1) if match else "?"
         alternatives = ()
-        if top_logprobs and digit.isdigit():
+        if top_logprobs and self.logprobs and digit.isdigit():
             # The digit is most likely; its neighbour takes some mass, so the expected value sits between them.
             alternatives = ({digit: math.log(0.75), str(max(1, int(digit) - 1)): math.log(0.25), "The": -5.0},)
         return Completion(f"{digit}", "stop", 50, 1, alternatives)
@@ -95,6 +96,13 @@ def test_llm_reranker_falls_back_to_the_generated_digit_and_caches(tmp_path):
     other.config = LLMConfig(base_url="http://127.0.0.1:9/v1", model="other")
     LLMReranker(other, cache=tmp_path / "scores.jsonl").score("query", DOCUMENTS[:1])
     assert other.calls
+
+
+def test_a_server_that_ignores_logprobs_is_asked_once_per_pair(tmp_path):
+    chat = ScriptedChat(logprobs=False, reject=False)  # as transformers serve: accepts the field, returns none
+    reranker = LLMReranker(chat, cache=tmp_path / "scores.jsonl", concurrency=1)
+    assert reranker.score("query", DOCUMENTS) == [2.0, 5.0, 3.0, UNSCORED, 5.0]
+    assert reranker.use_logprobs is False and chat.calls == [True] + [False] * (len(DOCUMENTS) - 1)
 
 
 def test_llm_reranker_reads_the_expected_digit_from_top_logprobs(tmp_path):
@@ -233,7 +241,7 @@ def test_llm_reranker_against_the_local_server(local_server, tmp_path):
     reranker = LLMReranker(client, endpoint="local", cache=tmp_path / "scores.jsonl", concurrency=1)
     documents = ["Rayleigh scattering makes short wavelengths scatter more, so the sky looks blue.", "Tax law."]
     scores = reranker.score("Why is the sky blue?", documents)
-    # transformers serve rejects logprobs, so the reranker reads the generated digit.
+    # transformers serve returns no logprobs, so the reranker reads the generated digit.
     assert reranker.use_logprobs is False
     assert all(score in (UNSCORED, 1.0, 2.0, 3.0, 4.0, 5.0) for score in scores)
     requests = client.usage.snapshot()["requests"]

@@ -233,8 +233,8 @@ class LLMClient:
             top_p: Nucleus sampling mass (default: the config's).
             stop: Strings that end the reply.
             top_logprobs: Ask for this many alternatives per generated token (OpenAI's ``logprobs`` and
-                ``top_logprobs``); servers that do not support them answer with an error (``transformers serve``
-                does: HTTP 422).
+                ``top_logprobs``). Servers without them ignore the request (``transformers serve`` logs a warning
+                and returns none) or answer with an error.
 
         Returns:
             The reply text, finish reason and token counts.
