@@ -12,6 +12,8 @@ between the backbone (``W0``) and the trained model (``W1``), which for a LoRA a
 by ``alpha``. ``sweep`` scores the validation only; ``seeds`` also the TEST side, and writes per-query nDCG@10 for
 the paired tests. Scoring is exact cosine search + the project's scorer (``evaluate_run``), as ``reasonembed-rag
 bright --via direct`` does. ``OUTPUT/runs.jsonl`` gets one line per run; a rerun skips finished runs.
+``report`` prints per-seed numbers, mean +- std and paired tests per query against ``baseline`` (needs scipy,
+which the test extra brings).
 """
 
 from __future__ import annotations
@@ -184,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=("sweep", "seeds", "baseline", "report"))
     parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--config", type=json.loads, default={}, help="seeds: the chosen settings; sweep: one setting instead of the grid (JSON)")
+    parser.add_argument(
+        "--config",
+        type=json.loads,
+        default={},
+        help="seeds: the chosen settings; sweep: one instead of the grid (JSON)",
+    )
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
     parser.add_argument("--keep", action="store_true", help="keep each run's model folder")
@@ -206,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         from reasonembed_rag.encoder import ReasonEmbedEncoder
 
         for model in ("minilm-l6",):
-            row = {"name": model, "scores": score(ReasonEmbedEncoder.from_pretrained(model),
-                                                  load_tasks([CHAMP_OOD_TASK, CHAMP_TASK]))}
+            row = {
+                "name": model,
+                "scores": score(ReasonEmbedEncoder.from_pretrained(model), load_tasks([CHAMP_OOD_TASK, CHAMP_TASK])),
+            }
             with log.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps({k: v["ndcg@10"] for k, v in row["scores"].items()}), flush=True)
