@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .instructions import BARE_QUERY_FORMAT, INSTRUCT_QUERY_FORMAT, format_query, get_instruction
-from .models import POOLINGS, ModelNotAvailableError, ModelSpec, convert_gguf, get_spec, package_path
+from .models import POOLINGS, QUANTIZATIONS, ModelNotAvailableError, ModelSpec, convert_gguf, get_spec, package_path
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +182,25 @@ class ReasonEmbedEncoder:
         devices: Sequence[torch.device] | None = None,
         batch_tokens: int | None = None,
         max_batch_size: int = 128,
+        query_max_length: int | None = None,
+        document_max_length: int | None = None,
     ) -> None:
         """Wrap an already loaded model; most users call :meth:`from_pretrained` instead."""
         _check_choice("pooling", config.pooling, POOLINGS)
         _check_choice("kind", config.kind, ("decoder", "encoder"))
-        if config.max_length < 4:
-            raise ValueError(f"max_length must be at least 4 tokens, got {config.max_length}.")
+        for option, value in (
+            ("max_length", config.max_length),
+            ("query_max_length", query_max_length),
+            ("document_max_length", document_max_length),
+        ):
+            if value is not None and value < 4:
+                raise ValueError(f"{option} must be at least 4 tokens, got {value}.")
+        self.query_max_length = query_max_length
+        """Tokens per query (default: :attr:`max_length`)."""
+        self.document_max_length = document_max_length
+        """Tokens per document (default: :attr:`max_length`)."""
+        self.quantize: str | None = None
+        """How the weights were quantised at load time (see :data:`QUANTIZATIONS`), or None."""
         self.name = name
         self.source: str | None = None
         """The folder or Hub id the weights were loaded from (set by :meth:`from_pretrained`)."""
@@ -224,6 +237,9 @@ class ReasonEmbedEncoder:
         dtype: str | torch.dtype | None = None,
         trust_remote_code: bool = False,
         batch_tokens: int | None = None,
+        query_max_length: int | None = None,
+        document_max_length: int | None = None,
+        quantize: str | None = None,
     ) -> ReasonEmbedEncoder:
         """Load a registry alias, a Hub id, a local transformers folder, or a GGUF file.
 
@@ -238,6 +254,10 @@ class ReasonEmbedEncoder:
             dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (float32 on CPU, bf16/fp16 on GPU).
             trust_remote_code: Allow custom modelling code from the model folder or Hub (off by default).
             batch_tokens: Padded tokens per forward pass; default 2k on CPU, 64k on GPU.
+            query_max_length: Tokens per query (default ``max_length``), e.g. short queries beside long documents.
+            document_max_length: Tokens per document (default ``max_length``).
+            quantize: ``int8`` (dynamic int8 linear layers, CPU only, float32 activations), or ``8bit`` / ``4bit``
+                (bitsandbytes weights, CUDA only; ``pip install bitsandbytes``). Default: no quantisation.
         """
         if pooling is not None:
             _check_choice("pooling", pooling, POOLINGS)
@@ -245,6 +265,7 @@ class ReasonEmbedEncoder:
             raise ValueError("Pass either device=... or devices=[...], not both.")
         resolved_devices = [resolve_device(d) for d in devices] if devices else [resolve_device(device)]
         torch_dtype = resolve_dtype(dtype, resolved_devices[0])
+        quantization = _quantization_config(quantize, resolved_devices, torch_dtype)
 
         name = os.fspath(name_or_path)
         if get_spec(name) is None and Path(name).expanduser().exists():
@@ -260,10 +281,25 @@ class ReasonEmbedEncoder:
                 raise ValueError(f"query_format must contain '{{query}}', got {query_format!r}.")
             config.query_format = query_format
 
-        model, tokenizer = _load_weights(path, config, torch_dtype, trust_remote_code)
-        model.to(resolved_devices[0])
-        encoder = cls(model, tokenizer, config, name=name, devices=resolved_devices, batch_tokens=batch_tokens)
+        model, tokenizer = _load_weights(
+            path, config, torch_dtype, trust_remote_code, quantization, resolved_devices[0]
+        )
+        if quantization is None:
+            model.to(resolved_devices[0])
+        if quantize == "int8":
+            model = _quantize_int8(model)
+        encoder = cls(
+            model,
+            tokenizer,
+            config,
+            name=name,
+            devices=resolved_devices,
+            batch_tokens=batch_tokens,
+            query_max_length=query_max_length,
+            document_max_length=document_max_length,
+        )
         encoder.source = path
+        encoder.quantize = quantize
         return encoder
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
@@ -348,17 +384,29 @@ class ReasonEmbedEncoder:
             float32 array of shape ``(len(texts), dimension)``, rows L2-normalised.
         """
         formatted = self.format_queries(texts, task=task, instruction=instruction, long=long)
-        return self.encode(formatted, show_progress=show_progress, batch_size=batch_size)
+        return self.encode(
+            formatted, show_progress=show_progress, batch_size=batch_size, max_length=self.query_max_length
+        )
 
     def encode_documents(
         self, texts: Sequence[str], *, show_progress: bool | None = None, batch_size: int | None = None
     ) -> np.ndarray:
         """Embed documents. Documents never get an instruction."""
-        return self.encode(check_texts(texts, what="documents"), show_progress=show_progress, batch_size=batch_size)
+        return self.encode(
+            check_texts(texts, what="documents"),
+            show_progress=show_progress,
+            batch_size=batch_size,
+            max_length=self.document_max_length,
+        )
 
     @torch.inference_mode()
     def encode(
-        self, texts: Sequence[str], *, show_progress: bool | None = None, batch_size: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        show_progress: bool | None = None,
+        batch_size: int | None = None,
+        max_length: int | None = None,
     ) -> np.ndarray:
         """Embed texts exactly as given (no instruction added).
 
@@ -367,6 +415,7 @@ class ReasonEmbedEncoder:
             show_progress: Show a progress bar; default from 256 texts on.
             batch_size: At most this many texts per forward pass (default :attr:`max_batch_size`); the padded-token
                 budget :attr:`batch_tokens` still applies.
+            max_length: Tokens per text, special tokens included (default :attr:`max_length`).
         """
         if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
@@ -374,7 +423,7 @@ class ReasonEmbedEncoder:
         output = np.zeros((len(items), self.dimension), dtype=np.float32)
         if not items:
             return output
-        token_ids = self.tokenize(items)
+        token_ids = self.tokenize(items, max_length=max_length)
         batches = list(self._plan_batches(token_ids, batch_size or self.max_batch_size))
         if show_progress is None:
             show_progress = len(items) >= AUTO_PROGRESS_THRESHOLD
@@ -586,19 +635,90 @@ def _not_available(path: str, error: BaseException) -> ModelNotAvailableError:
     return ModelNotAvailableError(f"Could not load model {path!r}: {error.__class__.__name__}: {error}. {hint}")
 
 
+def require_bitsandbytes() -> None:
+    """Import bitsandbytes or say how to install it (``--quantize 8bit|4bit`` needs it)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ModelNotAvailableError(
+            "quantize='8bit'/'4bit' loads the weights through bitsandbytes, which is not installed: "
+            "pip install bitsandbytes (or reasonembed-rag[quantize]); on CPU use quantize='int8' instead."
+        ) from error
+
+
+def _quantization_config(quantize: str | None, devices: Sequence[torch.device], dtype: torch.dtype) -> Any:
+    """The transformers ``quantization_config`` for bitsandbytes (None for no or int8 quantisation), after checking
+    that the quantisation fits the devices and dtype."""
+    if quantize is None:
+        return None
+    _check_choice("quantize", quantize, QUANTIZATIONS)
+    kinds = {d.type for d in devices}
+    if quantize == "int8":
+        if kinds != {"cpu"}:
+            raise ValueError(
+                "quantize='int8' (dynamic int8 linear layers) runs on CPU only, not on "
+                f"{', '.join(map(str, devices))}; on CUDA use quantize='8bit' or '4bit' (bitsandbytes)."
+            )
+        if dtype != torch.float32:
+            raise ValueError(f"quantize='int8' computes in float32; drop dtype={dtype} (or pass 'float32').")
+        return None
+    if kinds != {"cuda"}:
+        raise ValueError(
+            f"quantize={quantize!r} uses bitsandbytes' CUDA kernels and needs a CUDA device, not "
+            f"{', '.join(map(str, devices))}; on CPU use quantize='int8'."
+        )
+    if len(devices) > 1:
+        raise ValueError(f"quantize={quantize!r} loads the weights onto one GPU; pass one device, not {len(devices)}.")
+    require_bitsandbytes()
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+
+
+def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every linear layer: int8 weights per output channel, activations quantised per
+    batch at run time; embeddings, norms and pooling stay float32.
+
+    Per-channel weights, because per-tensor scales cost MiniLM about 0.05 cosine against float and per-channel about
+    0.02 (``benchmarks/quantize.py``).
+    """
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao: noise for our users
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*", category=UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
+
+
 def _load_weights(
-    path: str, config: EncoderConfig, dtype: torch.dtype, trust_remote_code: bool
+    path: str,
+    config: EncoderConfig,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+    quantization: Any = None,
+    device: torch.device | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     if (Path(path) / "adapter_config.json").exists():
+        if quantization is not None:
+            raise ValueError(
+                f"{path} holds a LoRA adapter, which is merged into float weights; save the merged model "
+                "(ReasonEmbedEncoder.save_pretrained) and quantise that folder."
+            )
         return _load_adapter(path, config, dtype, trust_remote_code)
+    quantized = {} if quantization is None else {"quantization_config": quantization, "device_map": {"": str(device)}}
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+        model = AutoModel.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **quantized
+        )
     except OSError as error:
         raise _not_available(path, error) from error
     finally:

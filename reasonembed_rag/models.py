@@ -26,6 +26,9 @@ from .instructions import BARE_QUERY_FORMAT, INSTRUCT_QUERY_FORMAT
 
 Pooling = Literal["lasttoken", "mean", "cls"]
 POOLINGS: tuple[str, ...] = ("lasttoken", "mean", "cls")
+QUANTIZATIONS: tuple[str, ...] = ("int8", "8bit", "4bit")
+"""``quantize=`` values of the encoder: ``int8`` is dynamic int8 linear layers on CPU (torch); ``8bit`` / ``4bit``
+are bitsandbytes weights on CUDA (``pip install bitsandbytes``)."""
 
 
 class ModelNotAvailableError(RuntimeError):

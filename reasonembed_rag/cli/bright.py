@@ -7,12 +7,53 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.metrics import KEEP_TOP
+from ..evaluation.metrics import KEEP_TOP, drop_excluded, parse_k_values
 from ..evaluation.report import format_table
-from ..evaluation.runner import evaluate, results_json
+from ..evaluation.runfile import read_run, run_path, run_tag, write_run
+from ..evaluation.runner import TaskResult, evaluate, results_json, score_run
 from ..evaluation.tasks import load_tasks
 from ..llm import add_llm_arguments
 from .common import add_task_arguments, load_model, task_names
+
+LOADED_VIA = "run"
+"""The ``via`` recorded for results scored from ``--load-run`` files."""
+
+
+def _k_values(text: str) -> list[int]:
+    try:
+        return parse_k_values(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _load_runs(args: argparse.Namespace, tasks: list) -> list[TaskResult]:
+    """Score ``--load-run`` files (no model loaded): each task's run as the evaluation scores an embedded one."""
+    results = []
+    for task in tasks:
+        try:
+            run, tag = read_run(run_path(args.load_run, task.name))
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"--load-run: {error}") from None
+        unknown = sorted(set(run) - {q.id for q in task.queries})
+        if unknown:
+            raise SystemExit(
+                f"--load-run: {run_path(args.load_run, task.name)} has query ids that task {task.name!r} lacks "
+                f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}): is it a run of another task or "
+                "of the --long / --reasoning-queries variant?"
+            )
+        results.append(
+            score_run(task, run, model=tag or "run", via=LOADED_VIA, keep=args.keep, k_values=args.k_values)
+        )
+    return results
+
+
+def _save_runs(folder: str, tasks: list, results: list[TaskResult], keep: int) -> None:
+    """``--save-run``: each task's kept hits (excluded ids dropped, ``keep`` best) as a TREC run file."""
+    for task, result in zip(tasks, results, strict=True):
+        excluded = {q.id: q.excluded_ids for q in task.queries}
+        path = run_path(folder, task.name)
+        lines = write_run(path, drop_excluded(result.run, excluded, keep=keep), run_tag(result.model, result.via))
+        print(f"run written to {path} ({lines} lines)")
 
 
 def _bright(args: argparse.Namespace) -> int:
@@ -23,12 +64,27 @@ def _bright(args: argparse.Namespace) -> int:
         reasoning_queries=args.reasoning_queries,
         instruction=args.instruction,
     )
-    model = load_model(args)
-    results = evaluate(tasks, model, via=args.via, chroma=args.chroma, keep=args.keep, show_progress=True)
+    if args.load_run:
+        results = _load_runs(args, tasks)
+        model_name = results[0].model if results else "run"
+    else:
+        model = load_model(args)
+        model_name = model.name
+        results = evaluate(
+            tasks,
+            model,
+            via=args.via,
+            chroma=args.chroma,
+            keep=args.keep,
+            show_progress=True,
+            k_values=args.k_values,
+        )
     reranking: dict[str, Any] = {}
     if args.rerank:
         results, reranking = _rerank(args, tasks, results)
-    payload = results_json(results, model=model.name, via=results[0].via if results else args.via)
+    if args.save_run:
+        _save_runs(args.save_run, tasks, results, args.keep)
+    payload = results_json(results, model=model_name, via=results[0].via if results else args.via)
     if reranking:
         payload["rerank"] = reranking
     print(format_table(results))
@@ -51,7 +107,13 @@ def _rerank(args: argparse.Namespace, tasks: list, results: list) -> tuple[list,
         for before in results:
             cost = reranker.cost.as_dict() if hasattr(reranker, "cost") else None
             after = rerank_result(
-                by_name[before.task], before, reranker, top_k=args.rerank_top_k, keep=args.keep, show_progress=True
+                by_name[before.task],
+                before,
+                reranker,
+                top_k=args.rerank_top_k,
+                keep=args.keep,
+                show_progress=True,
+                k_values=args.k_values,
             )
             if cost is not None:
                 cost = {name: value - cost[name] for name, value in reranker.cost.as_dict().items()}
@@ -85,12 +147,35 @@ def register(commands: Any) -> None:
         help="evaluate on BRIGHT (or a BRIGHT-layout folder) through a retrieval path",
         description="Score a model on BRIGHT-style tasks exactly as the official scorer counts: excluded ids "
         "dropped before ranking, top 1000 kept, pytrec_eval nDCG@10 / recall@10 / recall@100, macro-averaged. "
-        "Document vectors are cached in Chroma, so a second run embeds no document.",
+        "Document vectors are cached in Chroma, so a second run embeds no document. --save-run DIR writes each "
+        "task's ranking as a TREC run file DIR/<task>.run; --load-run DIR scores such files without loading a model.",
     )
     add_task_arguments(parser)
     parser.add_argument("--long", action="store_true", help="long-document setting (gold_ids_long)")
     parser.add_argument("--reasoning-queries", default=None, help="e.g. gpt4_reason: use reasoning-expanded queries")
     parser.add_argument("--keep", type=int, default=KEEP_TOP, help=f"hits kept per query (default {KEEP_TOP})")
+    parser.add_argument(
+        "--k-values",
+        type=_k_values,
+        default=[],
+        metavar="K,K,...",
+        help="also report nDCG, recall, MAP and MRR at these cutoffs (e.g. 1,5,10,25,50,100), keyed ndcg@k, "
+        "recall@k, map@k, mrr@k, plus map and mrr over all kept hits",
+    )
+    parser.add_argument(
+        "--save-run",
+        metavar="DIR",
+        default=None,
+        help="write each task's kept hits as a TREC run file DIR/<task>.run ('qid Q0 docid rank score tag', "
+        "excluded ids already dropped; tag = model.via)",
+    )
+    parser.add_argument(
+        "--load-run",
+        metavar="DIR",
+        default=None,
+        help="score the TREC run files DIR/<task>.run instead of retrieving: no model is loaded and the --model "
+        "flags are ignored; excluded ids and --keep apply as for a fresh run",
+    )
     parser.add_argument("--output", default=None, help="write results JSON here")
     rerank = parser.add_argument_group("reranking (a second stage over each query's first-stage hits)")
     rerank.add_argument(

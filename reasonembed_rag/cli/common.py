@@ -11,6 +11,7 @@ from typing import Any
 
 from ..evaluation.runner import VIAS
 from ..evaluation.tasks import OFFLINE
+from ..models import QUANTIZATIONS
 from ..retrieval import load_retriever
 
 
@@ -19,9 +20,42 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None 
     parser.add_argument(
         "--model", default=default, help=f"registry alias, Hub id, model folder or .gguf file (default: {default})"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: first GPU, else CPU)")
+    devices = parser.add_mutually_exclusive_group()
+    devices.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: first GPU, else CPU)")
+    devices.add_argument(
+        "--devices",
+        type=_device_list,
+        default=None,
+        help="several devices at once, e.g. cuda:0,cuda:1: one model copy each, batches spread over them",
+    )
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto (default: auto)")
     parser.add_argument("--max-length", type=int, default=None, help="maximum tokens per text (default: the model's)")
+    parser.add_argument(
+        "--query-max-length", type=int, default=None, help="maximum tokens per query (default: --max-length)"
+    )
+    parser.add_argument(
+        "--doc-max-length", type=int, default=None, help="maximum tokens per document (default: --max-length)"
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        help="padded tokens per forward pass (default: 2048 on CPU, 65536 on GPU); lower it if memory runs out",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="int8: dynamic int8 linear layers on CPU; 8bit / 4bit: bitsandbytes weights on CUDA "
+        "(pip install bitsandbytes) (default: none)",
+    )
+
+
+def _device_list(value: str) -> list[str]:
+    devices = [part.strip() for part in value.split(",") if part.strip()]
+    if not devices:
+        raise argparse.ArgumentTypeError(f"no device in {value!r}; give e.g. cuda:0,cuda:1")
+    return devices
 
 
 def load_encoder(args: argparse.Namespace):  # noqa: ANN201 - returns ReasonEmbedEncoder
@@ -29,7 +63,15 @@ def load_encoder(args: argparse.Namespace):  # noqa: ANN201 - returns ReasonEmbe
     from ..encoder import ReasonEmbedEncoder
 
     return ReasonEmbedEncoder.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, max_length=args.max_length
+        args.model,
+        device=args.device,
+        devices=args.devices,
+        dtype=args.dtype,
+        max_length=args.max_length,
+        query_max_length=args.query_max_length,
+        document_max_length=args.doc_max_length,
+        batch_tokens=args.batch_tokens,
+        quantize=args.quantize,
     )
 
 

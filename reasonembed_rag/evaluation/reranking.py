@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..rerank import Reranker, rerank_run
@@ -20,11 +21,12 @@ def rerank_result(
     top_k: int = 100,
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
+    k_values: Sequence[int] = (),
 ) -> TaskResult:
     """``result`` with its run reranked (:func:`~reasonembed_rag.rerank.rerank_run`) and its metrics recomputed.
 
     The returned result's ``seconds`` include the reranking time; ``result`` itself is left as it was (the first
-    stage, for the before/after comparison).
+    stage, for the before/after comparison). ``k_values`` adds metrics at those cutoffs, as the first stage had.
     """
     started = time.perf_counter()
     excluded = {q.id: q.excluded_ids for q in task.queries}
@@ -37,7 +39,7 @@ def rerank_result(
         excluded=excluded,
         show_progress=show_progress,
     )
-    mean, per_query = evaluate_run(run, task.qrels, excluded, keep=keep)
+    mean, per_query = evaluate_run(run, task.qrels, excluded, keep=keep, k_values=k_values)
     return dataclasses.replace(
         result,
         metrics=mean,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..retrieval import BM25, exact_top_k, load_retriever
 from .data import RetrievalTask
-from .metrics import KEEP_TOP, evaluate_run
+from .metrics import KEEP_TOP, evaluate_run, metric_names
 
 VIAS = ("direct", "llamaindex", "langchain")
 _EXACT_CHUNK = 50_000
@@ -61,6 +61,10 @@ def collection_name(task: RetrievalTask, model: Any) -> str:
 
     model_name = model if isinstance(model, str) else model.name
     identity = model_name if isinstance(model, str) else f"{model_name}@{weights_fingerprint(model.source)}"
+    # Quantised weights and a document length of its own change the document vectors: those get their own cache.
+    for option in ("quantize", "document_max_length"):
+        if getattr(model, option, None) is not None:
+            identity += f"|{option}={getattr(model, option)}"
     digest = hashlib.sha256()
     for doc_id, content in sorted(task.documents.items()):
         digest.update(doc_id.encode())
@@ -87,21 +91,36 @@ def _score(
     keep: int,
     started: float,
     embedded: int,
+    k_values: Sequence[int] = (),
 ) -> TaskResult:
     excluded = {q.id: q.excluded_ids for q in task.queries}
-    mean, per_query = evaluate_run(run, task.qrels, excluded, keep=keep)
+    mean, per_query = evaluate_run(run, task.qrels, excluded, keep=keep, k_values=k_values)
     return TaskResult(
         task.name, model, via, mean, per_query, len(task.queries), time.perf_counter() - started, embedded, run
     )
 
 
-def evaluate_bm25(task: RetrievalTask, *, keep: int = KEEP_TOP) -> TaskResult:
+def score_run(
+    task: RetrievalTask,
+    run: dict[str, dict[str, float]],
+    *,
+    model: str,
+    via: str,
+    keep: int = KEEP_TOP,
+    k_values: Sequence[int] = (),
+) -> TaskResult:
+    """Score a run made elsewhere (e.g. read from a TREC run file) exactly as an embedded run is scored: the task's
+    excluded ids dropped, ``keep`` hits kept, the same metrics."""
+    return _score(task, model, via, run, keep, time.perf_counter(), 0, k_values)
+
+
+def evaluate_bm25(task: RetrievalTask, *, keep: int = KEEP_TOP, k_values: Sequence[int] = ()) -> TaskResult:
     """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) over the task's corpus; always the ``direct`` path."""
     started = time.perf_counter()
     index = BM25().index(task.documents)
     ranked = index.search([q.text for q in task.queries], depth(task, len(task.documents), keep))
     run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
-    return _score(task, BM25.name, "direct", run, keep, started, 0)
+    return _score(task, BM25.name, "direct", run, keep, started, 0, k_values)
 
 
 def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -148,11 +167,13 @@ def evaluate_dense(
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
     collection: str | None = None,
+    k_values: Sequence[int] = (),
 ) -> TaskResult:
     """Index the task's corpus (once) and run its queries through ``via``.
 
     ``collection`` overrides the collection searched (default: the one cached for this corpus and model); the
-    robustness suite points it at a poisoned copy.
+    robustness suite points it at a poisoned copy. ``k_values`` adds metrics at those cutoffs
+    (:func:`~reasonembed_rag.evaluation.metrics.evaluate_run`).
     """
     from ..store import ChromaStore
 
@@ -173,15 +194,15 @@ def evaluate_dense(
 
         ranked = [search(text) for text in tqdm(texts, desc=f"{task.name} via {via}", disable=not show_progress)]
     run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
-    return _score(task, encoder.name, via, run, keep, started, report.added)
+    return _score(task, encoder.name, via, run, keep, started, report.added, k_values)
 
 
 def evaluate_task(task: RetrievalTask, model: Any, **options: Any) -> TaskResult:
     """One task with a loaded model: :class:`~reasonembed_rag.retrieval.BM25` (:func:`evaluate_bm25`: always
-    ``direct``, no collection, only ``keep`` applies) or an encoder (:func:`evaluate_dense`, whose keyword arguments
-    ``options`` are)."""
+    ``direct``, no collection, only ``keep`` and ``k_values`` apply) or an encoder (:func:`evaluate_dense`, whose
+    keyword arguments ``options`` are)."""
     if isinstance(model, BM25):
-        return evaluate_bm25(task, keep=options.get("keep", KEEP_TOP))
+        return evaluate_bm25(task, keep=options.get("keep", KEEP_TOP), k_values=options.get("k_values", ()))
     return evaluate_dense(task, model, **options)
 
 
@@ -193,18 +214,21 @@ def evaluate(
     chroma: Any = None,
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
+    k_values: Sequence[int] = (),
 ) -> list[TaskResult]:
     """Evaluate several tasks with one model: an encoder, a :class:`~reasonembed_rag.retrieval.BM25`, or a name
-    (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`)."""
+    (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`). ``k_values`` adds
+    metrics at those cutoffs."""
     model = load_retriever(model)
     return [
-        evaluate_task(task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress) for task in tasks
+        evaluate_task(task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, k_values=k_values)
+        for task in tasks
     ]
 
 
 def results_json(results: Sequence[TaskResult], *, model: str, via: str) -> dict[str, Any]:
-    """The CONTRACT results.json: per task and mean, fractions in 0-1."""
+    """The CONTRACT results.json: per task and mean, fractions in 0-1 (every metric the results share)."""
     tasks = {r.task: r.summary() for r in results}
-    names = ("ndcg@10", "recall@10", "recall@100")
+    names = [n for n in (results[0].metrics if results else metric_names()) if all(n in r.metrics for r in results)]
     mean = {n: (sum(r.metrics[n] for r in results) / len(results) if results else 0.0) for n in names}
     return {"model": model, "via": via, "tasks": tasks, "mean": mean}
