@@ -70,6 +70,8 @@ def _bright(args: argparse.Namespace) -> int:
     else:
         model = load_model(args)
         model_name = model.name
+        if args.ray:
+            _embed_documents_with_ray(tasks, model, args)
         results = evaluate(
             tasks,
             model,
@@ -140,6 +142,23 @@ def _rerank(args: argparse.Namespace, tasks: list, results: list) -> tuple[list,
             reranker.cache.close()
 
 
+def _embed_documents_with_ray(tasks: list[Any], model: Any, args: argparse.Namespace) -> None:
+    """Fill each task's cached collection on a Ray cluster, so that :func:`evaluate` finds every document there."""
+    from ..distributed import connect, index_with_ray
+    from ..evaluation.runner import collection_name
+    from ..store import ChromaStore
+
+    if not hasattr(model, "encode_documents"):
+        raise SystemExit(f"--ray embeds documents with a dense model; {args.model!r} has none to embed.")
+    connect(args.ray, include_dashboard=False)
+    for task in tasks:
+        store = ChromaStore(collection_name(task, model), model, chroma=args.chroma, instruction=task.instruction)
+        job = index_with_ray(
+            store, task.documents.items(), model=args.model, dtype=args.dtype, max_length=args.max_length
+        )
+        print(f"{task.name}: Ray embedded {job.report.added} documents ({job.documents_per_second:.1f} documents/s).")
+
+
 def register(commands: Any) -> None:
     """Add ``bright`` to the ``reasonembed-rag`` parser."""
     parser = commands.add_parser(
@@ -203,5 +222,13 @@ def register(commands: Any) -> None:
     add_llm_arguments(
         parser,
         notes={"--llm-local": "use the local transformers serve for --rerank llm even when OPENAI_* name an endpoint"},
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="embed the documents on a Ray cluster ('local' or an address; needs the ray extra; see docs/scale.md)",
     )
     parser.set_defaults(func=_bright)

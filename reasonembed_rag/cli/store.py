@@ -70,6 +70,18 @@ def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="documents per chunk (default: Chroma's limit)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (needs the ray extra): 'local' (the default when the flag has no value) starts "
+        "one on this machine, 'auto' or host:port joins one; this process writes the vectors (see docs/scale.md)",
+    )
+    parser.add_argument(
+        "--ray-workers", type=int, default=None, help="encoder actors with --ray (default: one per GPU, else per CPU)"
+    )
     parser.set_defaults(func=run_index)
     return parser
 
@@ -111,9 +123,27 @@ def run_index(args: argparse.Namespace) -> int:
     store = ChromaStore(
         args.collection, load_encoder(args), chroma=args.chroma, task=args.task, instruction=args.instruction
     )
-    report = store.add_documents(
-        documents, batch_size=args.batch_size, show_progress=False if args.no_progress else None, total=total
-    )
+    show_progress = False if args.no_progress else None
+    if args.ray:
+        from ..distributed import connect, index_with_ray
+
+        connect(args.ray, include_dashboard=False)
+        job = index_with_ray(
+            store,
+            documents,
+            model=args.model,
+            workers=args.ray_workers,
+            write_batch_size=args.batch_size,
+            dtype=args.dtype,
+            max_length=args.max_length,
+            show_progress=show_progress,
+            total=total,
+        )
+        report = job.report
+        print(f"Ray: {job.workers} workers embedded {report.added} documents in {job.seconds:.1f} s "
+              f"({job.documents_per_second:.1f} documents/s).")
+    else:
+        report = store.add_documents(documents, batch_size=args.batch_size, show_progress=show_progress, total=total)
     print(
         f"Added {report.added} documents to {store.name!r} with {args.model} ({report.already_present} already "
         f"there, {report.duplicates} repeated ids skipped); it now holds {store.count()}. {store.location}."
