@@ -28,7 +28,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "store and framework integrations",
         # The package's own __init__ belongs here: its public API re-exports ChromaStore and the adapters.
-        ("reasonembed_rag.__init__", "reasonembed_rag.store", "reasonembed_rag.integrations"),
+        # distributed (Ray Data embedding) writes through ChromaStore.
+        (
+            "reasonembed_rag.__init__",
+            "reasonembed_rag.store",
+            "reasonembed_rag.integrations",
+            "reasonembed_rag.distributed",
+        ),
     ),
     (
         "evaluation and robustness",
