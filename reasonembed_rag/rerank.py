@@ -30,8 +30,11 @@ DIGITS = ("1", "2", "3", "4", "5")
 """The relevance scale, worst to best, each one token for the tokenizers we use."""
 PROMPT_VERSION = "pointwise-1to5-v1"
 """Part of every cache key: change it whenever :func:`relevance_messages` changes."""
-UNSCORED = 0.0
-"""The score of a pair the LLM gave no digit for: below every real score (1-5), so it sorts last."""
+UNSCORED = 3.0
+"""The score of a pair the LLM gave no digit for: the scale's midpoint, i.e. no evidence either way. Such a pair
+stays with the documents judged 3, in first-stage order, below those judged 4-5 and above those judged 1-2 (sorting
+it last would let any document the LLM answered for, even a "1", jump ahead of it). The cache stores ``null`` for
+it, so this rule applies at reading time."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class RerankCost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     unscored: int = 0
-    """Replies that carried no digit (scored :data:`UNSCORED`)."""
+    """Replies requested now that carried no digit (scored :data:`UNSCORED`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -313,7 +316,7 @@ class LLMReranker:
             row: dict[str, Any] = {"score": distribution.expected, "probabilities": list(distribution.probabilities)}
         else:
             digit = re.search(r"[1-5]", completion.text)
-            row = {"score": float(digit.group()) if digit else UNSCORED, "reply": completion.text[:40]}
+            row = {"score": float(digit.group()) if digit else None, "reply": completion.text[:40]}
             self.cost.add(unscored=0 if digit else 1)
         self.cost.add(
             requests=1, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens
@@ -321,7 +324,8 @@ class LLMReranker:
         return {"key": key, **row}
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        """One score per document (1-5; :data:`UNSCORED` where the reply had no digit), cached pairs first."""
+        """One score per document (1-5; :data:`UNSCORED` where the reply had no digit); only uncached pairs are
+        requested."""
         keys = [self.key(query, document) for document in documents]
         todo = {}
         for key, document in zip(keys, documents, strict=True):
@@ -337,7 +341,8 @@ class LLMReranker:
                 if isinstance(result, Exception):
                     raise result
                 self.cache.put(result)
-        return [float(self.cache.get(key)["score"]) for key in keys]  # type: ignore[index]
+        scores = [self.cache.get(key)["score"] for key in keys]  # type: ignore[index]
+        return [UNSCORED if score is None else float(score) for score in scores]
 
 
 def load_reranker(reranker: Reranker | str | os.PathLike[str], **options: Any) -> Reranker:

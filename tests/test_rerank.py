@@ -79,13 +79,13 @@ def test_llm_reranker_falls_back_to_the_generated_digit_and_caches(tmp_path):
     chat = ScriptedChat(logprobs=False)
     reranker = LLMReranker(chat, cache=tmp_path / "scores.jsonl", concurrency=2)
     scores = reranker.score("query", DOCUMENTS)
-    assert scores == [2.0, 5.0, 3.0, UNSCORED, 5.0]
+    assert scores == [2.0, 5.0, 3.0, UNSCORED, 5.0] and UNSCORED == 3.0
     assert reranker.use_logprobs is False
     # One probe with logprobs (rejected), then every request without.
     assert chat.calls.count(True) == 1 and chat.calls.count(False) == len(DOCUMENTS)
     assert reranker.cost.as_dict()["unscored"] == 1
-    # Ties (5, 5) keep the given order; the unscored document sorts last.
-    assert [i for i, _ in rerank_texts(reranker, "query", DOCUMENTS)] == [1, 4, 2, 0, 3]
+    # Ties (5, 5) keep the given order; the unscored document sits with the 3s, after them in the given order.
+    assert [i for i, _ in rerank_texts(reranker, "query", DOCUMENTS)] == [1, 4, 2, 3, 0]
 
     again = ScriptedChat(logprobs=False)
     cached = LLMReranker(again, cache=tmp_path / "scores.jsonl")
@@ -243,7 +243,7 @@ def test_llm_reranker_against_the_local_server(local_server, tmp_path):
     scores = reranker.score("Why is the sky blue?", documents)
     # transformers serve returns no logprobs, so the reranker reads the generated digit.
     assert reranker.use_logprobs is False
-    assert all(score in (UNSCORED, 1.0, 2.0, 3.0, 4.0, 5.0) for score in scores)
+    assert all(score in (1.0, 2.0, 3.0, 4.0, 5.0) for score in scores)
     requests = client.usage.snapshot()["requests"]
     assert requests == len(documents)
     assert reranker.score("Why is the sky blue?", documents) == scores
