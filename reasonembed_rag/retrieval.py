@@ -16,8 +16,11 @@ Both indexes answer ``search(queries, k) -> [[(doc_id, score), ...], ...]``, bes
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -106,7 +109,7 @@ class BM25Index:
             positive score are returned (the evaluation's BM25).
     """
 
-    def __init__(self, documents: Mapping[str, str], *, zero_scores: bool = False) -> None:
+    def __init__(self, documents: Mapping[str, str], *, zero_scores: bool = False, _model: Any = None) -> None:
         try:
             import bm25s
         except ImportError as error:
@@ -118,9 +121,39 @@ class BM25Index:
         self.zero_scores = zero_scores
         self.documents = documents
         self.ids = list(documents)
+        if _model is not None:  # a loaded index (:meth:`load`)
+            self._model = _model
+            return
         self._model = bm25s.BM25()
         tokens = bm25s.tokenize([documents[i] for i in self.ids], stopwords="en", show_progress=False)
         self._model.index(tokens, show_progress=False)
+
+    def save(self, folder: str | os.PathLike[str]) -> None:
+        """Write the index (bm25s's files plus ``ids.json``, not the texts) into ``folder``; :meth:`load` reads it."""
+        folder = Path(folder)
+        self._model.save(str(folder))
+        (folder / "ids.json").write_text(json.dumps(self.ids))
+
+    @classmethod
+    def load(
+        cls, folder: str | os.PathLike[str], documents: Mapping[str, str], *, zero_scores: bool = False
+    ) -> BM25Index:
+        """The index :meth:`save` wrote into ``folder``, over ``documents`` (the texts it was built from).
+
+        Raises:
+            ValueError: ``documents`` does not hold exactly the ids the index was built over.
+        """
+        folder = Path(folder)
+        ids = json.loads((folder / "ids.json").read_text())
+        if set(ids) != set(documents) or len(ids) != len(documents):
+            raise ValueError(
+                f"The BM25 index in {folder} was built over {len(ids)} other documents than the {len(documents)} "
+                "given; delete that folder to rebuild it."
+            )
+        import bm25s
+
+        model = bm25s.BM25.load(str(folder))
+        return cls({doc_id: documents[doc_id] for doc_id in ids}, zero_scores=zero_scores, _model=model)
 
     def search(self, queries: Sequence[str], k: int) -> list[Ranking]:
         """At most ``k`` documents per query, best first (more than the corpus returns the whole corpus)."""

@@ -46,6 +46,7 @@ from chromadb.api.collection_configuration import CreateCollectionConfiguration,
 from chromadb.errors import NotFoundError
 from tqdm.auto import tqdm
 
+from .fusion import Hybrid, collection_bm25
 from .integrations.chroma import ChromaEmbeddingFunction
 
 if TYPE_CHECKING:
@@ -732,14 +733,30 @@ class ChromaStore:
         )
 
     def llama_index_retriever(
-        self, *, k: int = 10, task: str | None = None, instruction: str | None = None
+        self,
+        *,
+        k: int = 10,
+        task: str | None = None,
+        instruction: str | None = None,
+        hybrid: Hybrid | str | None = None,
     ) -> VectorIndexRetriever:
         """A LlamaIndex retriever returning the ``k`` nearest nodes (ids are the collection's ids).
 
         Its scores are LlamaIndex's ``exp(-distance)`` for Chroma, a monotone function of the cosine similarity.
+        With ``hybrid`` (``"bm25"`` or a :class:`~reasonembed_rag.fusion.Hybrid`) it is a
+        :class:`~reasonembed_rag.integrations.llama_index_hybrid.LlamaIndexHybridRetriever` instead: the ``k`` best
+        of the dense hits fused with the collection's persisted BM25 index, scored by the fusion.
         """
-        retriever: Any = self.llama_index_index(task=task, instruction=instruction).as_retriever(similarity_top_k=k)
-        return retriever
+        settings = Hybrid.coerce(hybrid)
+        index = self.llama_index_index(task=task, instruction=instruction)
+        if settings is None:
+            retriever: Any = index.as_retriever(similarity_top_k=k)
+            return retriever
+        from .integrations.llama_index_hybrid import LlamaIndexHybridRetriever
+
+        dense = index.as_retriever(similarity_top_k=settings.depth)
+        hybrid_retriever: Any = LlamaIndexHybridRetriever(dense, collection_bm25(self), hybrid=settings, k=k)
+        return hybrid_retriever
 
     def langchain_embeddings(self, *, task: str | None = None, instruction: str | None = None) -> LangChainEmbeddings:
         """LangChain embeddings over this store's encoder, for the store's task unless told otherwise."""
@@ -763,10 +780,29 @@ class ChromaStore:
         )
 
     def langchain_retriever(
-        self, *, k: int = 10, task: str | None = None, instruction: str | None = None
+        self,
+        *,
+        k: int = 10,
+        task: str | None = None,
+        instruction: str | None = None,
+        hybrid: Hybrid | str | None = None,
     ) -> VectorStoreRetriever:
-        """A LangChain retriever returning the ``k`` nearest documents (``Document.id`` is the collection's id)."""
-        return self.langchain_vector_store(task=task, instruction=instruction).as_retriever(search_kwargs={"k": k})
+        """A LangChain retriever returning the ``k`` nearest documents (``Document.id`` is the collection's id).
+
+        With ``hybrid`` (``"bm25"`` or a :class:`~reasonembed_rag.fusion.Hybrid`) it is a
+        :class:`~reasonembed_rag.integrations.langchain_hybrid.LangChainHybridRetriever` instead: the ``k`` best of
+        the dense hits fused with the collection's persisted BM25 index, best first.
+        """
+        settings = Hybrid.coerce(hybrid)
+        vector_store = self.langchain_vector_store(task=task, instruction=instruction)
+        if settings is None:
+            return vector_store.as_retriever(search_kwargs={"k": k})
+        from .integrations.langchain_hybrid import LangChainHybridRetriever
+
+        retriever: Any = LangChainHybridRetriever(
+            vector_store=vector_store, bm25=collection_bm25(self), hybrid=settings, k=k
+        )
+        return retriever
 
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, model={self.encoder.name!r}, location={self.location!r})"

@@ -12,6 +12,7 @@ from ..evaluation.report import format_table
 from ..evaluation.runfile import read_run, run_path, run_tag, write_run
 from ..evaluation.runner import TaskResult, evaluate, results_json, score_run
 from ..evaluation.tasks import load_tasks
+from ..fusion import FUSION_DEPTH, FUSIONS, HYBRID_WEIGHT, LEXICAL, Hybrid
 from ..llm import add_llm_arguments
 from .common import add_task_arguments, load_model, task_names
 
@@ -69,9 +70,9 @@ def _bright(args: argparse.Namespace) -> int:
         model_name = results[0].model if results else "run"
     else:
         model = load_model(args)
-        model_name = model.name
         if args.ray:
             _embed_documents_with_ray(tasks, model, args)
+        hybrid = Hybrid(args.hybrid, weight=args.hybrid_weight, fusion=args.fusion) if args.hybrid else None
         results = evaluate(
             tasks,
             model,
@@ -80,7 +81,9 @@ def _bright(args: argparse.Namespace) -> int:
             keep=args.keep,
             show_progress=True,
             k_values=args.k_values,
+            hybrid=hybrid,
         )
+        model_name = results[0].model if results else model.name
     reranking: dict[str, Any] = {}
     if args.rerank:
         results, reranking = _rerank(args, tasks, results)
@@ -196,6 +199,21 @@ def register(commands: Any) -> None:
         "flags are ignored; excluded ids and --keep apply as for a fresh run",
     )
     parser.add_argument("--output", default=None, help="write results JSON here")
+    parser.add_argument(
+        "--hybrid",
+        choices=LEXICAL,
+        default=None,
+        help=f"fuse the model's hits with this lexical retriever's (top {FUSION_DEPTH} of each; same on every --via)",
+    )
+    parser.add_argument(
+        "--hybrid-weight",
+        type=float,
+        default=HYBRID_WEIGHT,
+        help=f"weight of the lexical ranking in the fusion; dense gets 1 - it (default {HYBRID_WEIGHT})",
+    )
+    parser.add_argument(
+        "--fusion", choices=FUSIONS, default="minmax", help="weighted min-max (default) or reciprocal rank fusion"
+    )
     rerank = parser.add_argument_group("reranking (a second stage over each query's first-stage hits)")
     rerank.add_argument(
         "--rerank",

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fusion import Hybrid, collection_bm25, fuse
 from ..retrieval import BM25, exact_top_k, load_retriever
 from .data import RetrievalTask
 from .metrics import KEEP_TOP, evaluate_run, metric_names
@@ -140,18 +141,22 @@ def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tu
     ]
 
 
-def _framework_search(store: Any, via: str, task: RetrievalTask, k: int) -> Callable[[str], list[tuple[str, float]]]:
+def _framework_search(
+    store: Any, via: str, task: RetrievalTask, k: int, hybrid: Hybrid | None = None
+) -> Callable[[str], list[tuple[str, float]]]:
     if via == "llamaindex":
-        retriever = store.llama_index_retriever(k=k, instruction=task.instruction)
+        retriever = store.llama_index_retriever(k=k, instruction=task.instruction, hybrid=hybrid)
 
         def search(text: str) -> list[tuple[str, float]]:
             return [(hit.node.node_id, float(hit.score or 0.0)) for hit in retriever.retrieve(text)]
 
         return search
-    retriever = store.langchain_retriever(k=k, instruction=task.instruction)
+    retriever = store.langchain_retriever(k=k, instruction=task.instruction, hybrid=hybrid)
 
     def search_langchain(text: str) -> list[tuple[str, float]]:
         documents = retriever.invoke(text)
+        if hybrid is not None:  # the hybrid retriever keeps the fused score; ties then score as on the direct path
+            return [(str(doc.id), float(doc.metadata["fused_score"])) for doc in documents]
         # The retriever returns documents best first without scores; the rank is the score.
         return [(str(doc.id), float(len(documents) - rank)) for rank, doc in enumerate(documents)]
 
@@ -168,12 +173,16 @@ def evaluate_dense(
     show_progress: bool | None = None,
     collection: str | None = None,
     k_values: Sequence[int] = (),
+    hybrid: Hybrid | str | None = None,
 ) -> TaskResult:
     """Index the task's corpus (once) and run its queries through ``via``.
 
     ``collection`` overrides the collection searched (default: the one cached for this corpus and model); the
     robustness suite points it at a poisoned copy. ``k_values`` adds metrics at those cutoffs
-    (:func:`~reasonembed_rag.evaluation.metrics.evaluate_run`).
+    (:func:`~reasonembed_rag.evaluation.metrics.evaluate_run`). ``hybrid`` (``"bm25"`` or a
+    :class:`~reasonembed_rag.fusion.Hybrid`) fuses the dense hits with BM25 hits (:func:`~reasonembed_rag.fusion.fuse`,
+    the same on every path) over the collection's persisted BM25 index; the run then holds every fused document (at
+    most twice the fusion depth).
     """
     from ..store import ChromaStore
 
@@ -183,18 +192,25 @@ def evaluate_dense(
     name = collection or collection_name(task, encoder)
     store = ChromaStore(name, encoder, chroma=chroma, instruction=task.instruction)
     report = store.add_documents(task.documents.items(), show_progress=show_progress, total=len(task.documents))
-    k = depth(task, store.count(), keep)
+    settings = Hybrid.coerce(hybrid)
+    k = depth(task, store.count(), keep) if settings is None else 2 * settings.depth
     texts = [q.text for q in task.queries]
     if via == "direct":
         vectors = encoder.encode_queries(texts, instruction=task.instruction, show_progress=show_progress)
-        ranked = _exact_search(store, vectors, k)
+        if settings is None:
+            ranked = _exact_search(store, vectors, k)
+        else:
+            lexical = collection_bm25(store).search(texts, settings.depth)
+            dense = _exact_search(store, vectors, settings.depth)
+            ranked = [fuse(d, lx, hybrid=settings) for d, lx in zip(dense, lexical, strict=True)]
     else:
-        search = _framework_search(store, via, task, k)
+        search = _framework_search(store, via, task, k, settings)
         from tqdm.auto import tqdm
 
         ranked = [search(text) for text in tqdm(texts, desc=f"{task.name} via {via}", disable=not show_progress)]
     run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
-    return _score(task, encoder.name, via, run, keep, started, report.added, k_values)
+    name = encoder.name if settings is None else encoder.name + settings.label
+    return _score(task, name, via, run, keep, started, report.added, k_values)
 
 
 def evaluate_task(task: RetrievalTask, model: Any, **options: Any) -> TaskResult:
@@ -202,6 +218,8 @@ def evaluate_task(task: RetrievalTask, model: Any, **options: Any) -> TaskResult
     ``direct``, no collection, only ``keep`` and ``k_values`` apply) or an encoder (:func:`evaluate_dense`, whose
     keyword arguments ``options`` are)."""
     if isinstance(model, BM25):
+        if options.get("hybrid") is not None:
+            raise ValueError("Hybrid retrieval fuses a dense model's hits with BM25's; give an encoder, not bm25.")
         return evaluate_bm25(task, keep=options.get("keep", KEEP_TOP), k_values=options.get("k_values", ()))
     return evaluate_dense(task, model, **options)
 
@@ -215,13 +233,17 @@ def evaluate(
     keep: int = KEEP_TOP,
     show_progress: bool | None = None,
     k_values: Sequence[int] = (),
+    hybrid: Hybrid | str | None = None,
 ) -> list[TaskResult]:
     """Evaluate several tasks with one model: an encoder, a :class:`~reasonembed_rag.retrieval.BM25`, or a name
     (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`). ``k_values`` adds
-    metrics at those cutoffs."""
+    metrics at those cutoffs; ``hybrid`` fuses an encoder's hits with BM25 (:func:`evaluate_dense`)."""
     model = load_retriever(model)
+    options: dict[str, Any] = {"hybrid": hybrid} if hybrid is not None else {}
     return [
-        evaluate_task(task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, k_values=k_values)
+        evaluate_task(
+            task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, k_values=k_values, **options
+        )
         for task in tasks
     ]
 
