@@ -12,6 +12,8 @@ from reasonembed_rag import ReasonEmbedEncoder
 from reasonembed_rag.cli import build_parser, main
 from reasonembed_rag.cli.common import load_encoder
 from reasonembed_rag.encoder import require_bitsandbytes
+from reasonembed_rag.evaluation.data import RetrievalTask
+from reasonembed_rag.evaluation.runner import collection_name
 from reasonembed_rag.models import ModelNotAvailableError
 
 TEXTS = [
@@ -58,6 +60,9 @@ def test_int8_vectors_stay_close_to_float(minilm):
     cosines = np.sum(int8.encode_documents(TEXTS) * minilm.encode_documents(TEXTS), axis=1)
     assert cosines.min() > 0.95, cosines
     assert not np.allclose(cosines, 1.0, atol=1e-4)  # the weights really were quantised
+    # bright's document-vector cache must not hand float vectors to the int8 model (or the reverse)
+    task = RetrievalTask(name="t", queries=[], documents={"d": "text"}, instruction=None)
+    assert collection_name(task, int8) != collection_name(task, minilm)
 
 
 def test_bitsandbytes_quantization_refuses_cpu_with_a_clear_message(capsys):
