@@ -20,6 +20,8 @@ import os
 import tempfile
 import time
 
+import torch
+
 from reasonembed_rag.distributed import connect, index_with_ray
 from reasonembed_rag.encoder import ReasonEmbedEncoder
 from reasonembed_rag.store import ChromaStore
@@ -53,7 +55,17 @@ def main() -> None:
     store.add_documents(documents, show_progress=False)
     single = len(documents) / (time.perf_counter() - start)
     print(f"{len(documents)} documents, {args.model}, {os.cpu_count()} CPUs on this machine, Ray cluster {args.cpus}")
-    print(f"single process index: {single:8.1f} documents/s (torch threads: default)")
+    print(f"single process index: {single:8.1f} documents/s (torch threads: {torch.get_num_threads()})")
+    # Ray gives each CPU actor one thread (OMP_NUM_THREADS=1); the same single process on one thread separates the
+    # cost of Ray from the cost of threading.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    store = ChromaStore("single1", encoder, chroma=folder)
+    start = time.perf_counter()
+    store.add_documents(documents, show_progress=False)
+    single_one = len(documents) / (time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    print(f"single process index: {single_one:8.1f} documents/s (torch threads: 1)")
 
     connect("local", num_cpus=args.cpus, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-"))
     rates: dict[int, tuple[float, float]] = {}
@@ -75,6 +87,7 @@ def main() -> None:
             f"(start-up {job.startup_seconds:.1f} s), {job.steady_documents_per_second:8.1f} steady"
         )
     (end1, steady1), (end2, steady2) = rates[1], rates[2]
+    print(f"ratio single 1 thread / single {single_one / single:.2f}x")
     print(f"ratios steady: 1 worker / single {steady1 / single:.2f}x, 2 workers / single {steady2 / single:.2f}x, "
           f"2 workers / 1 worker {steady2 / steady1:.2f}x")
     print(f"ratios end to end: 1 worker / single {end1 / single:.2f}x, 2 workers / single {end2 / single:.2f}x, "

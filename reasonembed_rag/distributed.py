@@ -150,7 +150,7 @@ def embed_dataset(
         fn_constructor_args=(model, column, vector_column, load_kwargs),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=num_gpus or None,
         num_cpus=None if num_gpus else 1,
     )

@@ -163,3 +163,19 @@ def test_a_killed_worker_and_a_resumed_job_lose_and_repeat_nothing(loopback, doc
     stored = read_collection(chroma, "resumed")
     expected = {json.loads(line)["id"]: json.loads(line)["content"] for line in documents.read_text().splitlines()}
     assert {doc_id: text for doc_id, (_, text) in stored.items()} == expected
+
+
+def test_bright_with_ray_scores_as_without(loopback, tmp_path):
+    from reasonembed_rag.cli import main
+
+    single, distributed = tmp_path / "single.json", tmp_path / "ray.json"
+    common = ["bright", "--data", "offline", "--tasks", "champ_concepts", "--model", "minilm-l6"]
+    assert main([*common, "--chroma", str(tmp_path / "single"), "--output", str(single)]) == 0
+    result = run_isolated(
+        [sys.executable, "-m", "reasonembed_rag.cli", *common, "--chroma", str(tmp_path / "ray"), "--output",
+         str(distributed), "--ray", "local"],
+    )  # fmt: skip
+    assert "champ_concepts: Ray embedded 89 documents" in result.stdout, result.stdout
+    expected, got = json.loads(single.read_text()), json.loads(distributed.read_text())
+    for name, value in expected["mean"].items():
+        assert got["mean"][name] == pytest.approx(value, abs=1e-4), name
