@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .instructions import BARE_QUERY_FORMAT, INSTRUCT_QUERY_FORMAT
 
@@ -151,21 +152,76 @@ def get_spec(name: str) -> ModelSpec | None:
 
 
 def weights_fingerprint(source: str | os.PathLike[str] | None) -> str:
-    """A short hash of a local model's files (relative names, sizes, modification times); ``-`` when there is none.
+    """A short hash of a local model's files (relative names and contents); ``-`` when there is none.
 
-    It changes when a model is trained again under the same name or folder, so vectors and answers cached for the
-    old weights are not reused. Hub models keep ``-``: their name already pins what the Hub serves.
+    It changes when a model is trained again under the same name or folder, so vectors and answers made with the old
+    weights are not reused, and stays the same when the same files are copied or reinstalled (modification times do
+    not count). Each file's content hash is cached under :func:`cache_dir` by path, size and modification time, so a
+    large model is read once. Hub models keep ``-``: their name already pins what the Hub serves.
     """
     if source is None or not Path(source).exists():
         return "-"
     root = Path(source)
     files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
+    cache = _DigestCache.load()
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
         name = path.relative_to(root) if root.is_dir() else path.name
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{name}:{cache.digest(path)}\n".encode())
+    cache.save()
     return digest.hexdigest()[:12]
+
+
+class _DigestCache:
+    """Content hashes of files, keyed by resolved path and valid while size and modification time are unchanged."""
+
+    _memory: dict[str, list[Any]] = {}
+
+    def __init__(self, path: Path, entries: dict[str, list[Any]]) -> None:
+        self.path = path
+        self.entries = entries
+        self.changed = False
+
+    @classmethod
+    def load(cls) -> _DigestCache:
+        path = cache_dir() / "file-digests.json"
+        if not cls._memory:
+            try:
+                cls._memory.update(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                pass  # a missing or damaged cache only costs hashing again
+        return cls(path, cls._memory)
+
+    def digest(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file.resolve())
+        entry = self.entries.get(key)
+        if entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return str(entry[2])
+        hasher = hashlib.sha256()
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                hasher.update(block)
+        self.entries[key] = [stat.st_size, stat.st_mtime_ns, hasher.hexdigest()]
+        self.changed = True
+        return hasher.hexdigest()
+
+    def save(self) -> None:
+        """Write the cache atomically; a read-only cache folder only costs hashing again next time."""
+        if not self.changed:
+            return
+        self.changed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, staging = tempfile.mkstemp(dir=self.path.parent, prefix=".file-digests-")
+        except OSError:
+            return
+        try:
+            with os.fdopen(handle, "w") as out:
+                json.dump(self.entries, out)
+            os.replace(staging, self.path)
+        except OSError:
+            Path(staging).unlink(missing_ok=True)
 
 
 def cache_dir() -> Path:

@@ -21,19 +21,29 @@ from .tiny_models import build_tiny_decoder
 class TinyEncoder:
     """A real tiny random decoder (built from a config, see :mod:`tests.tiny_models`) under any name, dimension and
     query format, so store rules (model identity, chunking, duplicates) are tested on real vectors at no cost.
+    ``folder`` loads another tiny model folder (say, one trained again) instead of the shared one of that dimension.
     Records the size of every document encode call."""
 
     _folders: dict[int, Path] = {}
 
-    def __init__(self, name: str = "tiny-encoder", dimension: int = 8, query_format: str = "{query}") -> None:
+    def __init__(
+        self,
+        name: str = "tiny-encoder",
+        dimension: int = 8,
+        query_format: str = "{query}",
+        *,
+        folder: Path | None = None,
+    ) -> None:
         from reasonembed_rag import ReasonEmbedEncoder
 
-        if dimension not in self._folders:
-            folder = Path(tempfile.mkdtemp(prefix=f"tiny-encoder-{dimension}-"))
-            self._folders[dimension] = build_tiny_decoder(folder, "qwen3", hidden_size=dimension)
-        self._encoder = ReasonEmbedEncoder.from_pretrained(
-            str(self._folders[dimension]), query_format=query_format, device="cpu"
-        )
+        if folder is None:
+            if dimension not in self._folders:
+                built = Path(tempfile.mkdtemp(prefix=f"tiny-encoder-{dimension}-"))
+                self._folders[dimension] = build_tiny_decoder(built, "qwen3", hidden_size=dimension)
+            folder = self._folders[dimension]
+        self._encoder = ReasonEmbedEncoder.from_pretrained(str(folder), query_format=query_format, device="cpu")
+        self.source = str(folder)
+        """The model folder, whose files the store fingerprints."""
         self.name = name
         self.dimension = dimension
         self.query_format = query_format

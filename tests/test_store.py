@@ -6,17 +6,32 @@ Store logic that does not depend on what vectors mean (ids, batching, streaming,
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import chromadb
+import chromadb.errors
 import numpy as np
 import pytest
+from filelock import FileLock, Timeout
 
+from reasonembed_rag.models import weights_fingerprint
 from reasonembed_rag.store import (
+    DEFAULT_BATCH_SIZE,
     HNSW_SETTINGS,
+    LOCK_FILE,
     ChromaStore,
     CollectionMismatchError,
     Document,
+    FolderLockedError,
+    IndexingInterrupted,
     IndexReport,
     RecordBatch,
+    VerifyReport,
     check_collection_name,
     default_chroma_path,
     get_client,
@@ -25,6 +40,7 @@ from reasonembed_rag.store import (
 
 from .integration_helpers import ExactSearch, chroma_server
 from .stub_encoders import CountingEncoder, PrecomputedEncoder, TinyEncoder
+from .tiny_models import build_tiny_decoder
 
 # --------------------------------------------------------------------------------------------------- real corpus
 
@@ -79,6 +95,7 @@ def test_collection_records_model_and_cosine_space(champ_index, shared_minilm):
         "reasonembed_model": "minilm-l6",
         "reasonembed_dimension": shared_minilm.dimension,
         "reasonembed_query_format": shared_minilm.query_format,
+        "reasonembed_weights": weights_fingerprint(shared_minilm.source),
     }
     hnsw = collection.configuration_json["hnsw"]
     assert {key: hnsw[key] for key in HNSW_SETTINGS} == HNSW_SETTINGS
@@ -191,8 +208,8 @@ def test_more_documents_than_one_chroma_call_streamed_in_chunks(tmp_path):
     report = store.add_documents(documents(), show_progress=False)
     assert report == IndexReport(added=total)
     assert store.count() == total
-    assert max(read_ahead) <= limit  # never more than one chunk read but not yet embedded and written
-    assert sum(encoder.document_calls) == total and max(encoder.document_calls) <= limit
+    assert max(read_ahead) <= DEFAULT_BATCH_SIZE  # never more than one (small) chunk read but not yet written
+    assert sum(encoder.document_calls) == total and max(encoder.document_calls) <= DEFAULT_BATCH_SIZE
     assert store.add_documents(documents(), show_progress=False) == IndexReport(already_present=total)
     assert sum(encoder.document_calls) == total
 
@@ -376,3 +393,197 @@ def test_chroma_server_through_the_same_api(tmp_path, champ, champ_exact, shared
         exact.assert_same_ranking(llama_index, 10)
         with pytest.raises(CollectionMismatchError, match="'other-model'"):
             ChromaStore("champ-server", TinyEncoder("other-model", dimension=384), chroma=url)
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", ["a..b", "x...y", "192.168.0.1", "1.2.3.4", "theorem..qa", "255.255.255.255"])
+def test_names_chroma_refuses_are_refused_by_our_check_first(tmp_path, name):
+    with pytest.raises(ValueError, match=r"\.\.|IP address") as caught:
+        check_collection_name(name)
+    assert "3-512 characters" in str(caught.value)
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        ChromaStore(name, TinyEncoder(), chroma=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["1.2.3", "256.1.1.1", "01.2.3.4", "1.2.3.4.5", "a.b.c.d", "my-corpus.v2"])
+def test_names_that_look_close_but_chroma_accepts(name):
+    assert check_collection_name(name) == name
+    chromadb.EphemeralClient().get_or_create_collection(name, embedding_function=None)  # Chroma agrees
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "shown"), [(1, r"id 1 \(int\)"), (None, r"id None \(NoneType\)"), (2.5, r"id 2.5 \(float\)")]
+)
+def test_non_string_ids_are_refused_not_converted(tmp_path, bad_id, shown):
+    store = ChromaStore("typed-ids", TinyEncoder(), chroma=tmp_path)
+    store.add_documents([{"id": "1", "content": "the string id"}], show_progress=False)
+    with pytest.raises(TypeError, match=rf"Document 2 of the input has {shown}.*must be non-empty strings"):
+        store.add_documents([{"id": "x", "content": "x"}, {"id": bad_id, "content": "other"}], show_progress=False)
+    with pytest.raises(TypeError, match="Document 1 of the input"):
+        store.add_documents([(bad_id, "pair")], show_progress=False)
+    assert store.collection.get(ids=["1"], include=["documents"])["documents"] == ["the string id"]
+    assert store.count() == 1  # nothing merged, nothing of the refused chunk written
+
+
+def test_a_huge_k_returns_the_whole_collection(tmp_path):
+    store = ChromaStore("huge-k", TinyEncoder(), chroma=tmp_path)
+    store.add_documents([("a", "prime number"), ("b", "cell gene")], show_progress=False)
+    assert {hit.id for hit in store.search("prime", k=5_000_000_000)} == {"a", "b"}
+
+
+def test_failed_first_indexing_leaves_no_collection_bound_to_its_model(tmp_path):
+    def documents():
+        yield {"id": "a", "content": "fine"}
+        raise OSError("disk read failed")
+
+    store = ChromaStore("failed", TinyEncoder("first-model"), chroma=tmp_path)
+    with pytest.raises(OSError, match="disk read failed"):
+        store.add_documents(documents(), show_progress=False)
+    store.close()
+    assert recorded_model("failed", chroma=tmp_path) is None  # empty: binds no model
+    other = ChromaStore("failed", TinyEncoder("second-model"), chroma=tmp_path)  # not refused
+    assert other.add_documents([("b", "b")], show_progress=False) == IndexReport(added=1)
+    assert other.collection.metadata["reasonembed_model"] == "second-model"
+    other.close()
+    # Once it holds vectors, the collection is bound again.
+    with pytest.raises(CollectionMismatchError, match="'second-model'"):
+        ChromaStore("failed", TinyEncoder("first-model"), chroma=tmp_path)
+
+
+def test_interrupted_indexing_keeps_written_chunks_and_resumes(tmp_path):
+    total, interrupt_after = 50, 23
+
+    def documents(stop: int | None):
+        for i in range(total):
+            if i == stop:
+                raise KeyboardInterrupt
+            yield {"id": f"doc-{i}", "content": f"document number {i}"}
+
+    store = ChromaStore("interrupted", TinyEncoder(), chroma=tmp_path)
+    with pytest.raises(IndexingInterrupted) as caught:
+        store.add_documents(documents(interrupt_after), batch_size=10, show_progress=False)
+    assert isinstance(caught.value, KeyboardInterrupt)
+    assert caught.value.report == IndexReport(added=20)  # two whole chunks; the third was being read
+    assert store.count() == 20
+    assert store.add_documents(documents(None), batch_size=10, show_progress=False) == IndexReport(
+        added=total - 20, already_present=20
+    )
+    ids = store.collection.get(include=[])["ids"]
+    assert len(ids) == len(set(ids)) == total
+
+
+def test_default_chunks_are_small(tmp_path):
+    encoder = TinyEncoder()
+    store = ChromaStore("small-chunks", encoder, chroma=tmp_path)
+    store.add_documents(((f"d{i}", f"text {i}") for i in range(DEFAULT_BATCH_SIZE + 5)), show_progress=False)
+    assert encoder.document_calls == [DEFAULT_BATCH_SIZE, 5]
+    assert DEFAULT_BATCH_SIZE <= 512 < store.max_batch_size
+
+
+# --------------------------------------------------------------------------------------------------- weights
+
+
+def test_retrained_weights_are_refused_naming_both_fingerprints_and_reembed_rebuilds(tmp_path):
+    model = build_tiny_decoder(tmp_path / "model", hidden_size=8, seed=0)
+    first = TinyEncoder("my-model", folder=model)
+    store = ChromaStore("retrained", first, chroma=tmp_path / "db")
+    store.add_documents([("a", "prime number"), ("b", "cell gene")], show_progress=False)
+    old = store.collection.metadata["reasonembed_weights"]
+    assert old == weights_fingerprint(model) != "-"
+    store.close()
+
+    os.utime(model / "model.safetensors")  # touched or copied again: same contents, same fingerprint
+    assert ChromaStore("retrained", TinyEncoder("my-model", folder=model), chroma=tmp_path / "db").count() == 2
+
+    build_tiny_decoder(model, hidden_size=8, seed=1)  # trained again in place
+    retrained = TinyEncoder("my-model", folder=model)
+    new = weights_fingerprint(model)
+    assert new != old
+    with pytest.raises(CollectionMismatchError, match=rf"weights {old} of 'my-model'.*has weights {new}.*--reembed"):
+        ChromaStore("retrained", retrained, chroma=tmp_path / "db")
+    rebuilt = ChromaStore("retrained", retrained, chroma=tmp_path / "db", reembed=True)
+    assert rebuilt.count() == 0 and rebuilt.collection.metadata["reasonembed_weights"] == new
+    with pytest.raises(ValueError, match="needs create=True"):
+        ChromaStore("retrained", retrained, chroma=tmp_path / "db", reembed=True, create=False)
+
+
+def test_collection_from_before_fingerprints_records_them_on_the_next_write(tmp_path):
+    encoder = TinyEncoder()
+    legacy = {"reasonembed_model": encoder.name, "reasonembed_dimension": 8, "reasonembed_query_format": "{query}"}
+    get_client(tmp_path).create_collection("legacy", metadata=legacy, configuration={"hnsw": {"space": "cosine"}})
+    store = ChromaStore("legacy", encoder, chroma=tmp_path)
+    store.add_documents([("a", "a")], show_progress=False)
+    assert store.collection.metadata == {**legacy, "reasonembed_weights": weights_fingerprint(encoder.source)}
+    assert get_client(tmp_path).get_collection("legacy").metadata["reasonembed_weights"] == store.weights_fingerprint
+
+
+# --------------------------------------------------------------------------------------------------- one writer
+
+
+def test_a_second_writer_waits_for_the_lock_and_says_so(tmp_path, caplog):
+    folder = tmp_path / "db"
+    folder.mkdir()
+    other_writer = FileLock(folder / LOCK_FILE, thread_local=False)  # another lock object: another process, to flock
+    other_writer.acquire()
+    with caplog.at_level(logging.WARNING, logger="reasonembed_rag.store"):
+        with pytest.raises(FolderLockedError, match=rf"lock on the Chroma folder {folder}.*chroma run --path"):
+            ChromaStore("locked", TinyEncoder(), chroma=folder, lock_timeout=0.3)
+        assert f"waiting for the lock on {folder} held by another writer" in caplog.text
+        # Readers take no lock.
+        with pytest.raises(LookupError, match="No collection 'locked'"):
+            ChromaStore("locked", TinyEncoder(), chroma=folder, create=False)
+        threading.Timer(0.5, other_writer.release).start()
+        with ChromaStore("locked", TinyEncoder(), chroma=folder, lock_timeout=30) as store:
+            assert "got the lock on" in caplog.text
+            store.add_documents([("a", "a")], show_progress=False)
+            reentrant = ChromaStore("locked", TinyEncoder(), chroma=folder, lock_timeout=0)  # same process
+            assert reentrant.count() == 1
+            reentrant.close()
+            with pytest.raises(Timeout):
+                FileLock(folder / LOCK_FILE).acquire(timeout=0.1)
+    FileLock(folder / LOCK_FILE).acquire(timeout=0.1).lock.release()  # released on close
+
+
+def test_a_reader_takes_the_lock_when_it_writes(tmp_path):
+    folder = tmp_path / "db"
+    ChromaStore("reader", TinyEncoder(), chroma=folder).close()
+    reader = ChromaStore("reader", TinyEncoder(), chroma=folder, create=False)
+    FileLock(folder / LOCK_FILE).acquire(timeout=0.1).lock.release()  # opening it took no lock
+    reader.add_documents([("a", "a")], show_progress=False)
+    with pytest.raises(Timeout):
+        FileLock(folder / LOCK_FILE).acquire(timeout=0.1)
+    assert reader.count() == 1
+    reader.close()
+    FileLock(folder / LOCK_FILE).acquire(timeout=0.1).lock.release()
+
+
+def test_verify_finds_and_repairs_vectors_lost_by_two_unlocked_writers(tmp_path):
+    folder = tmp_path / "db"
+    encoder = TinyEncoder(dimension=16)
+    with ChromaStore("lost", encoder, chroma=folder) as store:
+        assert store.verify() == VerifyReport()
+    # What two processes writing one folder without the lock do: a writer whose in-memory view predates another's
+    # writes overwrites the persisted vector index (tests/unlocked_writers.py; the store's lock prevents it).
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("unlocked_writers.py")), str(folder), "lost", "700"], check=True
+    )
+    store = ChromaStore("lost", encoder, chroma=folder)
+    assert store.count() == 2100
+    with pytest.raises(chromadb.errors.InternalError, match="Error finding id"):
+        store.collection.get(include=["embeddings"])
+    found = store.verify()
+    assert {doc_id.split("-")[0] for doc_id in found.missing} == {"second", "bare"}  # the second writer's records
+    assert found.reembedded == 0 and found.removed == ()
+    assert len(store.search_by_vectors(np.ones(16, dtype=np.float32), k=3000)[0]) == 2100 - len(found.missing)
+    repaired = store.verify(repair=True)
+    assert set(repaired.missing) == set(found.missing)
+    with_text = [doc_id for doc_id in found.missing if not doc_id.startswith("bare-")]
+    assert repaired.reembedded == len(with_text) and set(repaired.removed) == set(found.missing) - set(with_text)
+    assert store.verify() == VerifyReport()
+    assert len(store.collection.get(include=["embeddings"])["ids"]) == store.count() == 2100 - len(repaired.removed)
+    assert len(store.search_by_vectors(np.ones(16, dtype=np.float32), k=3000)[0]) == store.count()
+    stored = store.collection.get(ids=with_text[:1], include=["embeddings", "documents"])
+    expected = encoder.encode_documents(stored["documents"])
+    np.testing.assert_allclose(stored["embeddings"], expected, atol=1e-5)
