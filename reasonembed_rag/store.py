@@ -1208,29 +1208,27 @@ def _release_locks(held: list[FileLock]) -> None:
         held.pop().release()
 
 
-def _as_document(item: Document | Mapping[str, Any] | tuple[str, str], position: int) -> Document:
+def _as_document(item: Document | Mapping[str, Any] | tuple[str, str], position: int | None = None) -> Document:
     """One input item as a :class:`Document`; ``position`` (0-based, in the whole input) names it in errors."""
+    where = "A document" if position is None else f"Document {position + 1} of the input"
     if isinstance(item, Document):
         document = item
     elif isinstance(item, Mapping):
         if "id" not in item or "content" not in item:
-            raise ValueError(
-                f"Document {position + 1} of the input: a document mapping needs 'id' and 'content' keys, got keys "
-                f"{sorted(item)}."
-            )
+            raise ValueError(f"{where}: a document mapping needs 'id' and 'content' keys, got keys {sorted(item)}.")
         document = Document(item["id"], item["content"], item.get("metadata"))
     elif isinstance(item, tuple) and len(item) == 2:
         document = Document(item[0], item[1])
     else:
         raise TypeError(
-            f"Cannot index {type(item).__name__} {item!r:.80} (document {position + 1} of the input): pass Document "
-            "objects, mappings with 'id' and 'content', or (id, content) pairs."
+            f"Cannot index {type(item).__name__} {item!r:.80} ({where.lower()}): pass Document objects, mappings "
+            "with 'id' and 'content', or (id, content) pairs."
         )
     if not isinstance(document.id, str) or not document.id:
         raise TypeError(
-            f"Document {position + 1} of the input has id {document.id!r} ({type(document.id).__name__}); ids must "
-            "be non-empty strings. They are not converted, because 1 and '1' (or null and 'None') would then name "
-            "the same document: convert them before indexing if that is what you mean."
+            f"{where} has id {document.id!r} ({type(document.id).__name__}); ids must be non-empty strings. They are "
+            "not converted, because 1 and '1' (or null and 'None') would then name the same document: convert them "
+            "before indexing if that is what you mean."
         )
     if not isinstance(document.content, str):
         raise TypeError(f"Document {document.id!r} has content of type {type(document.content).__name__}; need str.")

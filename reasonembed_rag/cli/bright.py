@@ -14,7 +14,7 @@ from ..evaluation.runner import TaskResult, evaluate, results_json, score_run
 from ..evaluation.tasks import load_tasks
 from ..fusion import FUSION_DEPTH, FUSIONS, HYBRID_WEIGHT, LEXICAL, Hybrid
 from ..llm import add_llm_arguments
-from .common import add_task_arguments, load_model, task_names
+from .common import add_task_arguments, load_model, positive_int, task_names
 
 LOADED_VIA = "run"
 """The ``via`` recorded for results scored from ``--load-run`` files."""
@@ -175,7 +175,9 @@ def register(commands: Any) -> None:
     add_task_arguments(parser)
     parser.add_argument("--long", action="store_true", help="long-document setting (gold_ids_long)")
     parser.add_argument("--reasoning-queries", default=None, help="e.g. gpt4_reason: use reasoning-expanded queries")
-    parser.add_argument("--keep", type=int, default=KEEP_TOP, help=f"hits kept per query (default {KEEP_TOP})")
+    parser.add_argument(
+        "--keep", type=positive_int, default=KEEP_TOP, help=f"hits kept per query, at least 1 (default {KEEP_TOP})"
+    )
     parser.add_argument(
         "--k-values",
         type=_k_values,

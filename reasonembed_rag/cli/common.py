@@ -7,12 +7,42 @@ The bottom of the command-line layer: every other ``cli`` module may import this
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..evaluation.runner import VIAS
 from ..evaluation.tasks import OFFLINE
 from ..models import QUANTIZATIONS
 from ..retrieval import load_retriever
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 1 (``--keep 0`` would score nothing and report 0.0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file's contents; a missing file or bytes that are not UTF-8 exit with a message naming the file
+    (and line) and the fix instead of a traceback."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SystemExit(f"{path} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise SystemExit(f"{path} is a folder; give a file.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise SystemExit(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8."
+        ) from None
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = "minilm-l6") -> None:

@@ -8,13 +8,15 @@ from typing import Any
 
 from ..jsonl import read_jsonl
 from ..models import REGISTRY
-from .common import add_model_arguments, load_encoder
+from .common import add_model_arguments, load_encoder, read_text_file
 
 
 def read_texts(path: Path, field: str | None) -> list[str]:
     """One text per line of a ``.txt`` file, or one field of each row of a ``.jsonl`` file."""
+    if not path.exists():
+        raise SystemExit(f"--input {path} does not exist; give a .txt file (one text per line) or a .jsonl file.")
     if path.suffix != ".jsonl":
-        return path.read_text(encoding="utf-8").splitlines()
+        return read_text_file(path).splitlines()
     texts = []
     names = [field] if field else ["text", "content", "query"]
     for number, row in read_jsonl(path, error=lambda message: SystemExit(f"{message} Fix or remove that line.")):
@@ -28,6 +30,11 @@ def read_texts(path: Path, field: str | None) -> list[str]:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        output = output.with_name(output.name + ".npy")  # numpy.save adds it; say where the file really is
+    if not output.parent.is_dir():
+        raise SystemExit(f"The folder of --output {output} does not exist; create {output.parent} or choose another.")
     texts = list(args.texts) + (read_texts(Path(args.input), args.field) if args.input else [])
     if not texts:
         raise SystemExit("Nothing to embed: give texts as arguments or --input FILE (.txt or .jsonl).")
@@ -38,8 +45,8 @@ def _embed(args: argparse.Namespace) -> int:
         raise SystemExit("Documents never get an instruction: drop --task/--instruction or use --as queries.")
     else:
         vectors = encoder.encode_documents(texts, show_progress=True)
-    np.save(args.output, vectors)
-    print(f"{len(texts)} {args.kind} -> {args.output} ({vectors.shape[0]} x {vectors.shape[1]}, float32)")
+    np.save(output, vectors)
+    print(f"{len(texts)} {args.kind} -> {output} ({vectors.shape[0]} x {vectors.shape[1]}, float32)")
     return 0
 
 
@@ -66,6 +73,8 @@ def register(commands: Any) -> None:
     embed.add_argument("--as", dest="kind", choices=["queries", "documents"], default="documents")
     embed.add_argument("--task", help="BRIGHT task whose instruction queries get (e.g. biology, aops)")
     embed.add_argument("--instruction", help="explicit query instruction (instead of --task)")
-    embed.add_argument("--output", default="embeddings.npy", help="output .npy path (default: embeddings.npy)")
+    embed.add_argument(
+        "--output", default="embeddings.npy", help="output .npy path, .npy added if missing (default: embeddings.npy)"
+    )
     add_model_arguments(embed)
     embed.set_defaults(func=_embed)

@@ -1,10 +1,13 @@
 """The ``reasonembed-rag index`` and ``reasonembed-rag search`` sub-commands (Chroma collections).
 
 ``index`` reads a JSONL file (one ``{"id": ..., "content": ...}`` object per line, like BRIGHT's
-``documents.jsonl``; ``.jsonl.gz`` too) or a folder of text files (ids are the paths relative to the folder) and
-streams it into a collection; running it again adds only new ids. ``search`` prints ranked ids, cosine scores and
-snippets. Both take ``--chroma PATH|http://host:port``, ``--collection``, ``--model`` and ``--task`` or
-``--instruction``; the model defaults to the one that built the collection.
+``documents.jsonl``; ``.jsonl.gz`` too) or a folder of text files (ids are the paths relative to the folder; links
+leading out of it are skipped) and streams it into a collection in small chunks; running it again adds only new ids,
+so it also resumes an interrupted run. ``--verify`` first re-embeds records missing from the vector index,
+``--reembed`` rebuilds the collection for a changed model. An embedded folder takes one writer at a time (the second
+waits for the first). ``search`` prints ranked ids, cosine scores and snippets. Both take
+``--chroma PATH|http://host:port``, ``--collection``, ``--model`` and ``--task`` or ``--instruction``; the model
+defaults to the one that built the collection.
 
 This module only parses arguments and prints; the work is in :mod:`reasonembed_rag.store`, imported when a command
 runs so that ``reasonembed-rag --help`` does not import chromadb.
@@ -19,10 +22,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..jsonl import read_jsonl
-from .common import add_model_arguments, load_encoder
+from .common import add_model_arguments, load_encoder, positive_int, read_text_file
 
 __all__ = ["add_index_parser", "add_search_parser", "register"]
 
@@ -68,7 +71,31 @@ def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=DEFAULT_PATTERNS,
         help=f"comma-separated file name patterns read from a folder, recursively (default: {DEFAULT_PATTERNS})",
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="documents per chunk (default: Chroma's limit)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="documents embedded and written per chunk; an interruption loses at most one (default: 256)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="first find documents the collection counts but its vector index lacks (left by two writers at once "
+        "before the folder lock) and embed them again",
+    )
+    parser.add_argument(
+        "--reembed",
+        action="store_true",
+        help="delete the collection and embed everything again, e.g. after the model was trained again",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for another writer on the same Chroma folder (default: 600; concurrent writers "
+        "belong on a Chroma server)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     parser.add_argument(
         "--ray",
@@ -104,50 +131,94 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    """Index ``args.source`` into ``args.collection``; print what was added."""
-    from ..store import ChromaStore, recorded_model
+    """Index ``args.source`` into ``args.collection``; print what was added.
+
+    Ctrl-C stops cleanly (exit status 130): the chunks already written stay, and running the command again resumes.
+    """
+    from ..store import ChromaStore, FolderLockedError, IndexingInterrupted, recorded_model
 
     source: Path = args.source
     if not source.exists():
         raise SystemExit(f"{source} does not exist: give a .jsonl file (id and content per line) or a folder.")
     if source.is_dir():
-        files = _folder_files(source, args.pattern)
+        files, outside = _folder_files(source, args.pattern)
+        for link in outside:
+            print(f"skipped {link}: it links outside {source}", file=sys.stderr)
         if not files:
             raise SystemExit(f"No files matching {args.pattern} under {source}; choose others with --pattern.")
         documents: Iterator[dict[str, str]] = _read_folder(source, files)
         total = len(files)
     else:
         documents = _read_jsonl(source, args.id_field, args.content_field)
-        total = _count_lines(source)
-    args.model = _check_model(args.model, recorded_model(args.collection, chroma=args.chroma), args.collection)
-    store = ChromaStore(
-        args.collection, load_encoder(args), chroma=args.chroma, task=args.task, instruction=args.instruction
-    )
-    show_progress = False if args.no_progress else None
-    if args.ray:
-        from ..distributed import connect, index_with_ray
-
-        connect(args.ray, include_dashboard=False)
-        job = index_with_ray(
-            store,
-            documents,
-            model=args.model,
-            workers=args.ray_workers,
-            write_batch_size=args.batch_size,
-            dtype=args.dtype,
-            max_length=args.max_length,
-            show_progress=show_progress,
-            total=total,
+        # A pipe (say <(zcat ...)) can be read only once: no count for the progress bar then.
+        total = _count_lines(source) if source.is_file() else None
+    # --reembed may change the model on purpose, so the recorded one neither binds nor is the default.
+    recorded = None if args.reembed else recorded_model(args.collection, chroma=args.chroma)
+    args.model = _check_model(args.model, recorded, args.collection)
+    try:
+        encoder = load_encoder(args)
+        store = ChromaStore(
+            args.collection,
+            encoder,
+            chroma=args.chroma,
+            task=args.task,
+            instruction=args.instruction,
+            reembed=args.reembed,
+            lock_timeout=args.lock_timeout,
         )
-        report = job.report
-        print(f"Ray: {job.workers} workers embedded {report.added} documents in {job.seconds:.1f} s "
-              f"({job.documents_per_second:.1f} documents/s).")
-    else:
-        report = store.add_documents(documents, batch_size=args.batch_size, show_progress=show_progress, total=total)
-    print(
-        f"Added {report.added} documents to {store.name!r} with {args.model} ({report.already_present} already "
-        f"there, {report.duplicates} repeated ids skipped); it now holds {store.count()}. {store.location}."
-    )
+    except FolderLockedError as error:
+        raise SystemExit(str(error)) from None
+    except KeyboardInterrupt:
+        print("Interrupted before any document was written.", file=sys.stderr)
+        return 130
+    show_progress = False if args.no_progress else None
+    with store:
+        before = store.count()
+        try:
+            if args.verify:
+                found = store.verify(repair=True, show_progress=show_progress)
+                removed = f"; {len(found.removed)} stored without text were removed" if found.removed else ""
+                print(
+                    f"Verified {store.name!r}: {len(found.missing)} documents were missing from the vector index, "
+                    f"{found.reembedded} embedded again{removed}."
+                )
+                before = store.count()
+            if args.ray:
+                from ..distributed import connect, index_with_ray
+
+                connect(args.ray, include_dashboard=False)
+                job = index_with_ray(
+                    store,
+                    documents,
+                    model=args.model,
+                    workers=args.ray_workers,
+                    write_batch_size=args.batch_size,
+                    dtype=args.dtype,
+                    max_length=args.max_length,
+                    show_progress=show_progress,
+                    total=total,
+                )
+                report = job.report
+                print(
+                    f"Ray: {job.workers} workers embedded {report.added} documents in {job.seconds:.1f} s "
+                    f"({job.documents_per_second:.1f} documents/s)."
+                )
+            else:
+                report = store.add_documents(
+                    documents, batch_size=args.batch_size, show_progress=show_progress, total=total
+                )
+        except (IndexingInterrupted, KeyboardInterrupt):
+            holds = store.count()
+            print(
+                f"\nInterrupted: {holds - before} documents were saved to {store.name!r} in this run (it holds "
+                f"{holds}). Run the same command again to resume: documents already saved are skipped.",
+                file=sys.stderr,
+            )
+            return 130
+        print(
+            f"Added {report.added} documents to {store.name!r} with {args.model} ({report.already_present} already "
+            f"there, {report.duplicates} repeated ids skipped); it now holds {store.count()}. {store.location}."
+        )
     return 0
 
 
@@ -209,14 +280,9 @@ def _snippet(text: str | None, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: max(limit - 3, 0)] + "..."
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
 def _count_lines(path: Path) -> int:
-    with _open_text(path) as handle:
+    """Non-blank lines, counted on bytes: bytes that are not UTF-8 are reported by the reader, with their line."""
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 
 
@@ -227,15 +293,32 @@ def _read_jsonl(path: Path, id_field: str, content_field: str) -> Iterator[dict[
                 f"{path}:{number}: needs an {id_field!r} field and a string {content_field!r} field, got "
                 f"{sorted(row)}; name the fields with --id-field / --content-field."
             )
-        yield {"id": str(row[id_field]), "content": row[content_field]}
+        doc_id = row[id_field]
+        if not isinstance(doc_id, str) or not doc_id:
+            raise SystemExit(
+                f"{path}:{number}: the {id_field!r} field is {json.dumps(doc_id)}, not a non-empty string. Ids are "
+                "not converted, because 1 and \"1\" (or null and \"None\") would then name the same document: "
+                "write ids as JSON strings."
+            )
+        yield {"id": doc_id, "content": row[content_field]}
 
 
-def _folder_files(folder: Path, patterns: str) -> list[Path]:
+def _folder_files(folder: Path, patterns: str) -> tuple[list[Path], list[Path]]:
+    """Files under ``folder`` matching ``patterns``, and the matches that are links leading out of the folder.
+
+    A link to a file elsewhere (say /etc/passwd) would put that file's text into the collection, so only files whose
+    real path lies inside the folder are read.
+    """
+    root = folder.resolve()
     found = {path for pattern in patterns.split(",") if pattern.strip() for path in folder.rglob(pattern.strip())}
-    return sorted(path for path in found if path.is_file())
+    inside, outside = [], []
+    for path in sorted(found):
+        if not path.is_file():
+            continue
+        (inside if path.resolve().is_relative_to(root) else outside).append(path)
+    return inside, outside
 
 
 def _read_folder(folder: Path, files: list[Path]) -> Iterator[dict[str, str]]:
     for path in files:
-        content = path.read_text(encoding="utf-8", errors="replace")
-        yield {"id": path.relative_to(folder).as_posix(), "content": content}
+        yield {"id": path.relative_to(folder).as_posix(), "content": read_text_file(path)}

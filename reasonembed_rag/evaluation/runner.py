@@ -238,6 +238,8 @@ def evaluate(
     """Evaluate several tasks with one model: an encoder, a :class:`~reasonembed_rag.retrieval.BM25`, or a name
     (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`). ``k_values`` adds
     metrics at those cutoffs; ``hybrid`` fuses an encoder's hits with BM25 (:func:`evaluate_dense`)."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1 hit per query, got {keep}: with none kept every score is 0.")
     model = load_retriever(model)
     options: dict[str, Any] = {"hybrid": hybrid} if hybrid is not None else {}
     return [
