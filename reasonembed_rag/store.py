@@ -623,6 +623,18 @@ class ChromaStore:
         """Most records Chroma accepts in one add call (5461 for the embedded database)."""
         return int(self.client.get_max_batch_size())
 
+    def collection_names(self) -> list[str]:
+        """Names of every collection in this store's database (this one included), sorted."""
+        return sorted(collection.name for collection in self.client.list_collections())
+
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this store holds its embedded folder's writer lock, so no other process writes to the database.
+
+        ``False`` on a Chroma server (which takes no lock) and for an embedded store that has not written yet.
+        """
+        return bool(self._held)
+
     # ----------------------------------------------------------------------------------------------- lifetime
 
     def close(self) -> None:
@@ -784,15 +796,13 @@ class ChromaStore:
         """
         if repair:
             self._ensure_writer()
-        total = self.count()
         page = self.max_batch_size
         missing: list[str] = []
-        with _progress(total, f"Verifying {self.name}", show_progress) as bar:
-            for offset in range(0, total, page):
-                ids = self.collection.get(include=[], limit=page, offset=offset)["ids"]
-                for start in range(0, len(ids), _VERIFY_CHUNK):
-                    missing += self._missing_vectors(ids[start : start + _VERIFY_CHUNK])
-                bar.update(len(ids))
+        with _progress(self.count(), f"Verifying {self.name}", show_progress) as bar:
+            for batch in self.records(embeddings=False, documents=False, metadatas=False):
+                for start in range(0, len(batch), _VERIFY_CHUNK):
+                    missing += self._missing_vectors(batch.ids[start : start + _VERIFY_CHUNK])
+                bar.update(len(batch))
         if not repair or not missing:
             return VerifyReport(tuple(missing))
         reembedded, removed = 0, []
@@ -1054,6 +1064,7 @@ class ChromaStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove the records with these ids (ids the collection does not hold are ignored)."""
+        self._ensure_writer()
         if ids:
             self.collection.delete(ids=list(ids))
 
@@ -1064,6 +1075,7 @@ class ChromaStore:
             Whether there was a collection to delete (deleting twice is harmless).
         """
         try:
+            self._ensure_writer()
             self.client.delete_collection(self.name)
         except (NotFoundError, ValueError):
             return False

@@ -218,3 +218,77 @@ def test_cli_writes_json_markdown_and_plot(offline_root, tmp_path, capsys):
     assert output.with_suffix(".png").stat().st_size > 10_000
     assert "![robustness](robustness.png)" in output.with_suffix(".md").read_text()
     assert "results written to" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------- scratch copies
+
+
+def test_stale_scratch_copies_are_swept_by_the_next_copy(tmp_path, monkeypatch):
+    from reasonembed_rag.robustness.poison import PoisonedCopy, sweep_stale_copies
+    from reasonembed_rag.store import ChromaStore
+
+    from .stub_encoders import TinyEncoder
+
+    encoder = TinyEncoder()
+    clean = ChromaStore("clean-corpus", encoder, chroma=tmp_path)
+    clean.add_documents([("a", "prime number"), ("b", "cell gene")], show_progress=False)
+    other = ChromaStore("other-corpus", encoder, chroma=tmp_path)
+    other.add_documents([("c", "c")], show_progress=False)
+    left_behind = PoisonedCopy(clean)  # a run killed by SIGKILL: never closed
+    other_copy = PoisonedCopy(other)
+    look_alike = ChromaStore("clean-corpus-poisoned-0123456789", TinyEncoder("another-model"), chroma=tmp_path)
+    look_alike.add_documents([("x", "x")], show_progress=False)
+    assert left_behind.name in clean.collection_names()
+
+    with PoisonedCopy(clean) as live:
+        names = clean.collection_names()
+        assert left_behind.name not in names and live.name in names
+        assert other_copy.name in names and look_alike.name in names  # other corpora and other models stay
+    assert live.name not in clean.collection_names()
+
+    # On a shared server (no folder lock) only copies older than a day go: a live run may be using the others.
+    old = PoisonedCopy(clean)
+    monkeypatch.setattr(type(clean), "holds_lock", property(lambda self: False))
+    assert sweep_stale_copies(clean) == []
+    assert sweep_stale_copies(clean, stale_after=-1) == [old.name]
+
+
+def test_sigterm_during_poisoning_removes_the_scratch_collection(offline_root, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import chromadb
+
+    from .tiny_models import build_tiny_decoder
+
+    model = build_tiny_decoder(tmp_path / "model", hidden_size=16)
+    chroma = tmp_path / "chroma"
+    command = [
+        sys.executable, "-m", "reasonembed_rag.cli", "robustness", "--data", str(offline_root), "--tasks",
+        "champ_concepts", "--model", str(model), "--chroma", str(chroma), "--families", "misspelling", "--seeds", "1",
+        "--max-queries", "4", "--poison-sizes", "2", "--attacks", "hotflip", "--hotflip-steps", "100000",
+        "--output", str(tmp_path / "out.json"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def collections() -> list[str]:
+        if not (chroma / "chroma.sqlite3").exists():
+            return []
+        with chromadb.PersistentClient(path=str(chroma)) as client:
+            return [collection.name for collection in client.list_collections()]
+
+    deadline = time.monotonic() + 600
+    while not any("-poisoned-" in name for name in collections()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no scratch collection appeared"
+        time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err
+    names = collections()
+    assert names and not any("-poisoned-" in name for name in names)  # the clean collection stays, the copy is gone

@@ -7,6 +7,10 @@ The bottom of the command-line layer: every other ``cli`` module may import this
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,24 @@ from ..evaluation.runner import VIAS
 from ..evaluation.tasks import OFFLINE
 from ..models import QUANTIZATIONS
 from ..retrieval import load_retriever
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill``, a job scheduler's stop) exits through ``SystemExit(143)``, so ``finally``
+    blocks and context managers run (say, deleting a scratch collection) instead of the process vanishing."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def positive_int(text: str) -> int:

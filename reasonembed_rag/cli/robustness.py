@@ -17,7 +17,7 @@ from ..robustness.poison import ATTACKS, DEFAULT_SIZES, HOTFLIP_STARTS, HotFlipS
 from ..robustness.report import markdown_section, plot
 from ..robustness.runner import run_robustness
 from ..robustness.settings import DEFAULT_SEEDS, RobustnessSettings
-from .common import add_task_arguments, load_model, task_names
+from .common import add_task_arguments, exit_on_sigterm, load_model, task_names
 
 
 @contextlib.contextmanager
@@ -45,7 +45,8 @@ def _robustness(args: argparse.Namespace) -> int:
     choice = choose_llm_from_args(args)
     tasks = load_tasks(args.data, task_names(args), instruction=args.instruction)
     model = load_model(args)
-    with _llm(choice, settings.families) as llm:
+    # A run stopped with SIGTERM still deletes its scratch poisoned collection on the way out.
+    with exit_on_sigterm(), _llm(choice, settings.families) as llm:
         payload = run_robustness(
             tasks,
             [model],

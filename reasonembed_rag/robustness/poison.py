@@ -28,14 +28,18 @@ collection is deleted at the end. The user's collection is only read.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 ATTACKS = ("query_copy", "hotflip")
 """Poisoning attacks, as named in the JSON report."""
@@ -289,10 +293,16 @@ class HotFlip:
 # ----------------------------------------------------------------------------------------------- injection
 
 
+STALE_AFTER = 24 * 3600.0
+"""Seconds after which a scratch copy on a shared Chroma server counts as left behind by a run that died."""
+
+
 class PoisonedCopy:
     """A scratch copy of a clean collection to inject passages into; the clean collection is only read.
 
-    Use as a context manager: the scratch collection is deleted on exit.
+    Use as a context manager: the scratch collection is deleted on exit. A run killed before that (``reasonembed-rag
+    robustness`` turns SIGTERM into a normal exit, but SIGKILL or a power cut leave the copy behind) is cleaned up by
+    the next copy of the same collection: see :func:`sweep_stale_copies`.
 
     Args:
         clean: The :class:`~reasonembed_rag.store.ChromaStore` of the clean corpus.
@@ -301,7 +311,9 @@ class PoisonedCopy:
 
     def __init__(self, clean: Any, *, instruction: str | None = None) -> None:
         self.clean = clean
-        self.name = f"{clean.name[:200].rstrip('-._')}-poisoned-{uuid.uuid4().hex[:10]}"
+        sweep_stale_copies(clean)
+        # The creation time in the name lets a later run tell a stale copy from a live one on a shared server.
+        self.name = f"{_scratch_prefix(clean.name)}{int(time.time()):08x}-{uuid.uuid4().hex[:6]}"
         self.store = clean.copy(self.name, instruction=instruction)
 
     def inject(self, passages: Mapping[str, str]) -> None:
@@ -321,3 +333,42 @@ class PoisonedCopy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _scratch_prefix(clean_name: str) -> str:
+    return f"{clean_name[:200].rstrip('-._')}-poisoned-"
+
+
+def sweep_stale_copies(clean: Any, *, stale_after: float = STALE_AFTER) -> list[str]:
+    """Delete scratch copies of ``clean`` that an interrupted run left in its database; return their names.
+
+    On an embedded folder the clean store holds the folder's writer lock, so no other run can be using a copy and
+    every one is stale. On a Chroma server another run may be, so only copies older than ``stale_after`` seconds go.
+    A collection whose name looks like a copy but that another model built is left alone.
+
+    Args:
+        clean: The :class:`~reasonembed_rag.store.ChromaStore` of the clean corpus.
+        stale_after: Age in seconds beyond which a copy on a server counts as stale.
+    """
+    from ..store import ChromaStore, CollectionMismatchError
+
+    # Copies are named PREFIX<creation time, 8 hex>-<6 hex>; older versions used PREFIX<10 hex>, with no time.
+    suffix = r"(?:(?P<time>[0-9a-f]{8})-[0-9a-f]{6}|[0-9a-f]{10})$"
+    pattern = re.compile("^" + re.escape(_scratch_prefix(clean.name)) + suffix)
+    swept = []
+    for name in clean.collection_names():
+        found = pattern.match(name)
+        if found is None:
+            continue
+        created = int(found["time"], 16) if found["time"] else None
+        if not clean.holds_lock and (created is None or time.time() - created < stale_after):
+            continue
+        try:
+            copy = ChromaStore(name, clean.encoder, chroma=clean.client, create=False)
+        except (CollectionMismatchError, LookupError):
+            continue
+        if copy.delete_collection():
+            swept.append(name)
+    if swept:
+        logger.warning("removed %d scratch collection(s) left by an interrupted run: %s", len(swept), ", ".join(swept))
+    return swept
