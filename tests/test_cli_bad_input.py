@@ -132,3 +132,9 @@ def test_retrained_model_is_refused_and_reembed_rebuilds(tmp_path, capsys):
     assert "Added 5 documents" in capsys.readouterr().out
     assert main(index) == 0
     assert "Added 0 documents" in capsys.readouterr().out
+    build_tiny_decoder(model, hidden_size=16, seed=2)  # trained once more; --reembed alone keeps the recorded model
+    assert main(["index", source, "--collection", "docs", "--chroma", chroma, "--reembed"]) == 0
+    assert f"Added 5 documents to 'docs' with {model.resolve()}" in capsys.readouterr().out
+    other = build_tiny_decoder(tmp_path / "other", hidden_size=8)
+    assert main(["index", source, "--collection", "docs", "--chroma", chroma, "--model", str(other), "--reembed"]) == 0
+    assert main(["search", "text", "--collection", "docs", "--chroma", chroma]) == 0  # the new model is recorded

@@ -152,9 +152,11 @@ def run_index(args: argparse.Namespace) -> int:
         documents = _read_jsonl(source, args.id_field, args.content_field)
         # A pipe (say <(zcat ...)) can be read only once: no count for the progress bar then.
         total = _count_lines(source) if source.is_file() else None
-    # --reembed may change the model on purpose, so the recorded one neither binds nor is the default.
-    recorded = None if args.reembed else recorded_model(args.collection, chroma=args.chroma)
-    args.model = _check_model(args.model, recorded, args.collection)
+    recorded = recorded_model(args.collection, chroma=args.chroma)
+    # --reembed may change the model on purpose: the recorded one is then only the default.
+    args.model = (args.model or recorded or DEFAULT_MODEL) if args.reembed else _check_model(
+        args.model, recorded, args.collection
+    )
     try:
         encoder = load_encoder(args)
         store = ChromaStore(
