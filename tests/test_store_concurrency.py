@@ -34,12 +34,16 @@ def tiny_model(tmp_path_factory):
     return str(build_tiny_decoder(tmp_path_factory.mktemp("tiny-model"), hidden_size=16))
 
 
-def write_documents(path: Path, prefix: str, count: int) -> Path:
-    """Documents of random words the tiny model knows, so that their vectors differ (HNSW search needs that)."""
+def document_lines(prefix: str, count: int) -> list[str]:
+    """JSONL lines of documents made of random words the tiny model knows, so that their vectors differ (an HNSW
+    search over many identical vectors may miss some, which would look like lost documents)."""
     rng = np.random.default_rng(len(prefix))
-    with path.open("w") as handle:
-        for i in range(count):
-            handle.write(json.dumps({"id": f"{prefix}-{i}", "content": " ".join(rng.choice(WORDS, 12))}) + "\n")
+    rows = ({"id": f"{prefix}-{i}", "content": " ".join(rng.choice(WORDS, 12))} for i in range(count))
+    return [json.dumps(row) + "\n" for row in rows]
+
+
+def write_documents(path: Path, prefix: str, count: int) -> Path:
+    path.write_text("".join(document_lines(prefix, count)))
     return path
 
 
@@ -119,7 +123,7 @@ def test_ctrl_c_during_index_keeps_what_was_written_and_a_rerun_completes(tmp_pa
         text=True,
     )
     # The first 95 documents: nine chunks of ten are written, the tenth waits for more input when Ctrl-C comes.
-    lines = [json.dumps({"id": f"doc-{i}", "content": f"document {i}"}) + "\n" for i in range(120)]
+    lines = document_lines("doc", 120)
     writer = threading.Thread(target=lambda: _feed(pipe, lines[:95]), daemon=True)
     writer.start()
     deadline = time.monotonic() + 300
