@@ -177,19 +177,25 @@ def test_plain_retrievers_unchanged_without_hybrid(small_store):
 # ------------------------------------------------------------------------------------------- evaluation paths
 
 
+@pytest.fixture(scope="module")
+def offline_chroma(tmp_path_factory):
+    """One Chroma folder for the offline CHAMP runs below, so its 545 documents are embedded once."""
+    return str(tmp_path_factory.mktemp("chroma-offline"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["minmax", "rrf"])
-def test_three_paths_agree_on_offline_champ(tmp_path, minilm, fusion):
+def test_three_paths_agree_on_offline_champ(offline_chroma, minilm, fusion):
     from reasonembed_rag.evaluation.runner import evaluate
     from reasonembed_rag.evaluation.tasks import load_tasks
 
     tasks = load_tasks("offline", None)
     hybrid = Hybrid(fusion=fusion)
     results = {
-        via: evaluate(tasks, minilm, via=via, chroma=str(tmp_path / "chroma"), hybrid=hybrid)[0]
+        via: evaluate(tasks, minilm, via=via, chroma=offline_chroma, hybrid=hybrid)[0]
         for via in ("direct", "llamaindex", "langchain")
     }
-    dense = evaluate(tasks, minilm, chroma=str(tmp_path / "chroma"))[0]
+    dense = evaluate(tasks, minilm, chroma=offline_chroma)[0]
     assert results["direct"].model == "minilm-l6" + hybrid.label
     # the fusion changes the ranking (else agreement would be trivially the dense one)
     assert results["direct"].run != dense.run
