@@ -4,6 +4,7 @@ three evaluation paths agreeing on the offline CHAMP task."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -209,3 +210,17 @@ def test_bm25_cannot_be_fused_with_itself(tmp_path):
 
     with pytest.raises(ValueError, match="give an encoder"):
         evaluate(load_tasks("offline", None), "bm25", hybrid="bm25")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "bm25", "--hybrid", "bm25"], "give an encoder"),
+        (["--model", "minilm-l6", "--hybrid", "bm25", "--hybrid-weight", "1.5"], "in \\[0, 1\\]"),
+    ],
+)
+def test_bright_hybrid_flags_refuse_bad_settings(flags, message, capsys):
+    from reasonembed_rag.cli import main
+
+    assert main(["bright", *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)

@@ -69,10 +69,11 @@ def _bright(args: argparse.Namespace) -> int:
         results = _load_runs(args, tasks)
         model_name = results[0].model if results else "run"
     else:
+        # Checked before the model loads, so a bad --hybrid-weight fails at once.
+        hybrid = Hybrid(args.hybrid, weight=args.hybrid_weight, fusion=args.fusion) if args.hybrid else None
         model = load_model(args)
         if args.ray:
             _embed_documents_with_ray(tasks, model, args)
-        hybrid = Hybrid(args.hybrid, weight=args.hybrid_weight, fusion=args.fusion) if args.hybrid else None
         results = evaluate(
             tasks,
             model,
