@@ -60,6 +60,12 @@ def test_int8_vectors_stay_close_to_float(minilm):
     cosines = np.sum(int8.encode_documents(TEXTS) * minilm.encode_documents(TEXTS), axis=1)
     assert cosines.min() > 0.95, cosines
     assert not np.allclose(cosines, 1.0, atol=1e-4)  # the weights really were quantised
+    # every linear layer is int8 except each feed-forward block's output projection (its inputs hold the outliers)
+    modules = int8.model.named_modules()
+    kinds = {name: type(module).__module__ for name, module in modules if "Linear" in type(module).__name__}
+    float_layers = sorted(name for name, kind in kinds.items() if kind.startswith("torch.nn.modules"))
+    assert float_layers == [f"encoder.layer.{i}.output.dense" for i in range(6)], float_layers
+    assert sum(kind.startswith("torch.ao") for kind in kinds.values()) == len(kinds) - 6
     # bright's document-vector cache must not hand float vectors to the int8 model (or the reverse)
     task = RetrievalTask(name="t", queries=[], documents={"d": "text"}, instruction=None)
     assert collection_name(task, int8) != collection_name(task, minilm)
