@@ -67,8 +67,8 @@ def name_of(config: dict[str, Any], data: Path) -> str:
 
 
 def load_tasks(names: list[str]) -> dict[str, Any]:
-    from reasonembed_rag.evaluation.tasks import offline_data_root
     from reasonembed_rag.evaluation.data import load_folder_task
+    from reasonembed_rag.evaluation.tasks import offline_data_root
 
     root = offline_data_root()
     return {name: load_folder_task(root, name) for name in names}
