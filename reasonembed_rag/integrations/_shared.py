@@ -177,6 +177,5 @@ def shared_encoder(model: str, model_kwargs: Mapping[str, Any] | None = None) ->
 def share_encoder(encoder: ReasonEmbedEncoder) -> None:
     """Make an already loaded encoder the one that adapters built from its name (without options) will use."""
     with _LOCK:
-        loaded = _ENCODERS.setdefault(encoder.name, [])
-        if not any(asked == {} for asked, _ in loaded):
-            loaded.append(({}, encoder))
+        loaded = [(asked, other) for asked, other in _ENCODERS.get(encoder.name, []) if asked != {}]
+        _ENCODERS[encoder.name] = [({}, encoder), *loaded]
