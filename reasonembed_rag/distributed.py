@@ -238,7 +238,7 @@ def index_with_ray(
                 ids = [str(doc_id) for doc_id in rows["id"]]
                 written = store.add_embeddings(
                     ids,
-                    np.stack(rows["vector"]).astype(np.float32),
+                    np.stack(list(rows["vector"])).astype(np.float32),
                     documents=[str(text) for text in rows["content"]],
                     metadatas=[metadata.get(doc_id) for doc_id in ids] if metadata else None,
                     show_progress=False,

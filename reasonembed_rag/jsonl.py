@@ -23,7 +23,7 @@ def read_jsonl(
     path: str | Path,
     *,
     fields: Sequence[str] = (),
-    error: Callable[[str], Exception] = JSONLError,
+    error: Callable[[str], BaseException] = JSONLError,
     skip: Callable[[Exception], None] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, row)`` for each non-blank line; every row is a JSON object.
@@ -71,6 +71,6 @@ def read_jsonl(
                 yield number, row
                 continue
             exception = error(f"{path}:{number}: {problem}.")
-            if skip is None:
+            if skip is None or not isinstance(exception, Exception):  # a SystemExit from a command is never skipped
                 raise exception
             skip(exception)

@@ -810,8 +810,9 @@ class ChromaStore:
             part = missing[start : start + page]
             stored = self.collection.get(ids=part, include=["documents", "metadatas"])
             self.collection.delete(ids=part)
-            texts = stored["documents"] or [None] * len(stored["ids"])
-            metadatas = stored["metadatas"] or [None] * len(stored["ids"])
+            blank: list[Any] = [None] * len(stored["ids"])
+            texts: list[str | None] = list(stored["documents"] or blank)
+            metadatas: list[Any] = list(stored["metadatas"] or blank)
             keep = [i for i, text in enumerate(texts) if text is not None]
             removed += [doc_id for doc_id, text in zip(stored["ids"], texts, strict=True) if text is None]
             vectors = np.empty((len(keep), self.dimension), dtype=np.float32)

@@ -175,7 +175,7 @@ def save_rng_state(path: Path) -> None:
 
     version, internal, gauss = random.getstate()
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    tensors = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64))}
+    tensors = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64))}
     if torch.cuda.is_available():
         tensors.update({f"cuda/{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
     metadata = {

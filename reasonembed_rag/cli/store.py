@@ -147,7 +147,7 @@ def run_index(args: argparse.Namespace) -> int:
         if not files:
             raise SystemExit(f"No files matching {args.pattern} under {source}; choose others with --pattern.")
         documents: Iterator[dict[str, str]] = _read_folder(source, files)
-        total = len(files)
+        total: int | None = len(files)
     else:
         documents = _read_jsonl(source, args.id_field, args.content_field)
         # A pipe (say <(zcat ...)) can be read only once: no count for the progress bar then.
@@ -313,7 +313,8 @@ def _folder_files(folder: Path, patterns: str) -> tuple[list[Path], list[Path]]:
     """
     root = folder.resolve()
     found = {path for pattern in patterns.split(",") if pattern.strip() for path in folder.rglob(pattern.strip())}
-    inside, outside = [], []
+    inside: list[Path] = []
+    outside: list[Path] = []
     for path in sorted(found):
         if not path.is_file():
             continue

@@ -23,7 +23,10 @@ DEFAULT_MINER = BM25.name
 class Retriever(Protocol):
     """Ranks corpus documents for queries."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """As the user named it; recorded with each query's candidates."""
+        ...
 
     def search(self, queries: Sequence[str], depth: int) -> list[list[str]]:
         """Document ids, best first, at most ``depth`` per query."""
