@@ -620,7 +620,7 @@ def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, mo
     class FakeClient(ScriptedLLM):
         def __init__(self, config):
             super().__init__()
-            assert config.model == "/models/smollm2" and config.concurrency == 1 and config.top_p == 0.6
+            assert config.model == "/models/smollm2" and config.concurrency == 16 and config.top_p == 0.6
 
     for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)

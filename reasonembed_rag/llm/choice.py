@@ -106,8 +106,9 @@ class LLMChoice:
             config = dataclasses.replace(self.config, **merged)
             yield LLMEndpoint(config, self.description, local=False)
             return
-        from .server import LocalLLMServer
+        from .server import LOCAL_CONCURRENCY, LocalLLMServer
 
+        merged.setdefault("concurrency", LOCAL_CONCURRENCY)
         if announce:
             print(f"Starting the LLM: {self.description} on 127.0.0.1 ...", file=sys.stderr, flush=True)
         with LocalLLMServer(self.local_model, threads=self.threads) as server:

