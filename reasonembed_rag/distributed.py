@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .store import ChromaStore, Document, IndexReport, _as_document, _progress
+from .store import ChromaStore, Document, IndexReport, as_document, progress_bar
 
 if TYPE_CHECKING:
     import ray.data
@@ -191,7 +191,7 @@ def index_with_ray(
         The store's report (added, already present, repeated ids), the number of workers and the seconds taken.
     """
     ray = _import_ray()
-    chunk = store._chunk_size(write_batch_size)
+    chunk = store.write_chunk_size(write_batch_size)
     pending: list[Document] = []
     seen: set[str] = set()
     report = IndexReport()
@@ -199,13 +199,13 @@ def index_with_ray(
 
     def flush() -> None:
         nonlocal report
-        keep, present, duplicates = store._new_positions([record.id for record in batch])
+        keep, present, duplicates = store.missing_positions([record.id for record in batch])
         pending.extend(batch[i] for i in keep)
         report += IndexReport(0, present, duplicates)
         batch.clear()
 
     for item in documents:
-        record = _as_document(item)
+        record = as_document(item)
         if record.id in seen:
             report += IndexReport(0, 0, 1)
             continue
@@ -231,7 +231,7 @@ def index_with_ray(
         )
         metadata = {record.id: record.metadata for record in pending if record.metadata}
         size = total if total is not None else len(pending)
-        with _progress(size, f"Indexing {store.name} (Ray)", show_progress) as bar:
+        with progress_bar(size, f"Indexing {store.name} (Ray)", show_progress) as bar:
             bar.unit = "doc"
             bar.update(report.already_present + report.duplicates)
             for rows in embedded.iter_batches(batch_size=chunk, batch_format="numpy"):

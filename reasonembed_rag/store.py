@@ -702,18 +702,18 @@ class ChromaStore:
         Raises:
             IndexingInterrupted: Ctrl-C; its ``report`` counts the documents written before it.
         """
-        chunk_size = self._chunk_size(DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
+        chunk_size = self.write_chunk_size(DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
         if total is None and isinstance(documents, Sized):
             total = len(documents)
         self._ensure_writer()
         report = IndexReport()
         position = 0
         try:
-            with _progress(total, f"Indexing {self.name}", show_progress) as bar:
+            with progress_bar(total, f"Indexing {self.name}", show_progress) as bar:
                 for chunk in _chunks(iter(documents), chunk_size):
-                    records = [_as_document(item, position + i) for i, item in enumerate(chunk)]
+                    records = [as_document(item, position + i) for i, item in enumerate(chunk)]
                     position += len(chunk)
-                    keep, present, duplicates = self._new_positions([record.id for record in records])
+                    keep, present, duplicates = self.missing_positions([record.id for record in records])
                     bar.update(len(records) - len(keep))
                     vectors = np.empty((len(keep), self.dimension), dtype=np.float32)
                     for start in range(0, len(keep), _EMBED_CHUNK):
@@ -762,13 +762,13 @@ class ChromaStore:
                 raise ValueError(f"Got {len(ids)} ids but {len(values)} {what}; pass one per id.")
         self._ensure_writer()
         report = IndexReport()
-        chunk_size = self._chunk_size(None)
+        chunk_size = self.write_chunk_size(None)
         try:
-            with _progress(len(ids), f"Adding to {self.name}", show_progress) as bar:
+            with progress_bar(len(ids), f"Adding to {self.name}", show_progress) as bar:
                 for start in range(0, len(ids), chunk_size):
                     stop = min(start + chunk_size, len(ids))
                     chunk_ids = list(ids[start:stop])
-                    keep, present, duplicates = self._new_positions(chunk_ids, offset=start)
+                    keep, present, duplicates = self.missing_positions(chunk_ids, offset=start)
                     rows = [start + i for i in keep]
                     self._write(
                         [chunk_ids[i] for i in keep],
@@ -798,7 +798,7 @@ class ChromaStore:
             self._ensure_writer()
         page = self.max_batch_size
         missing: list[str] = []
-        with _progress(self.count(), f"Verifying {self.name}", show_progress) as bar:
+        with progress_bar(self.count(), f"Verifying {self.name}", show_progress) as bar:
             for batch in self.records(embeddings=False, documents=False, metadatas=False):
                 for start in range(0, len(batch), _VERIFY_CHUNK):
                     missing += self._missing_vectors(batch.ids[start : start + _VERIFY_CHUNK])
@@ -841,7 +841,8 @@ class ChromaStore:
             half = len(ids) // 2
             return self._missing_vectors(ids[:half]) + self._missing_vectors(ids[half:])
 
-    def _chunk_size(self, batch_size: int | None) -> int:
+    def write_chunk_size(self, batch_size: int | None) -> int:
+        """Rows per write: ``batch_size`` capped at the backend's per-call limit (the limit when None)."""
         limit = self.max_batch_size
         if batch_size is None:
             return limit
@@ -849,8 +850,14 @@ class ChromaStore:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         return min(batch_size, limit)
 
-    def _new_positions(self, ids: Sequence[str], *, offset: int = 0) -> tuple[list[int], int, int]:
-        """Positions of the first occurrence of each id the collection lacks, and the counts skipped."""
+    def missing_positions(self, ids: Sequence[str], *, offset: int = 0) -> tuple[list[int], int, int]:
+        """Which of ``ids`` to add: the positions of the first occurrence of each id the collection lacks, then how
+        many ids it already holds and how many repeat an earlier one in ``ids``. Writers outside this class (Ray
+        indexing) use it to send only missing documents; ``offset`` shifts the positions named in errors.
+
+        Raises:
+            ValueError: an id is not a non-empty string.
+        """
         first: dict[str, int] = {}
         for position, doc_id in enumerate(ids):
             if not isinstance(doc_id, str) or not doc_id:
@@ -992,7 +999,7 @@ class ChromaStore:
         Yields:
             One :class:`RecordBatch` per batch, holding only what was asked for.
         """
-        size = self._chunk_size(batch_size)
+        size = self.write_chunk_size(batch_size)
         include = [
             name
             for name, wanted in (("embeddings", embeddings), ("documents", documents), ("metadatas", metadatas))
@@ -1212,7 +1219,8 @@ def _chunks(iterator: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _progress(total: int | None, description: str, show: bool | None) -> tqdm:
+def progress_bar(total: int | None, description: str, show: bool | None) -> tqdm:
+    """The indexing progress bar (documents); ``show=None`` shows it only on a terminal."""
     return tqdm(total=total, desc=description, unit="doc", disable=None if show is None else not show)
 
 
@@ -1221,7 +1229,7 @@ def _release_locks(held: list[FileLock]) -> None:
         held.pop().release()
 
 
-def _as_document(item: Document | Mapping[str, Any] | tuple[str, str], position: int | None = None) -> Document:
+def as_document(item: Document | Mapping[str, Any] | tuple[str, str], position: int | None = None) -> Document:
     """One input item as a :class:`Document`; ``position`` (0-based, in the whole input) names it in errors."""
     where = "A document" if position is None else f"Document {position + 1} of the input"
     if isinstance(item, Document):
