@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,12 +44,13 @@ from reasonembed_rag.llm import (
     choose_llm_from_args,
     display_model,
     exit_cleanly_on_sigterm,
+    map_concurrently,
 )
 
 from . import core
 from .core import AGENTS, MODES, AgentSettings
 from .llm import resolve_mode
-from .scoring import answer_matches, judge_answer, summarize
+from .scoring import PAIRED_METRICS, answer_matches, judge_answer, per_question, summarize
 
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_RETRIEVERS", "main", "markdown_section", "run_comparison"]
 
@@ -72,6 +74,7 @@ class AnswerCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # questions are answered on several threads
         if path is not None and path.exists():
             for _, entry in read_jsonl(path, fields=("key",), skip=self._ignore):
                 self.entries[entry["key"]] = entry
@@ -89,12 +92,13 @@ class AnswerCache:
         return self.entries.get(key)
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        entry = {"key": key, **record}
-        self.entries[key] = entry
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        entry = {**record, "key": key}
+        with self._lock:
+            self.entries[key] = entry
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 class _LazyEndpoint:
@@ -176,6 +180,7 @@ def run_comparison(
     encoders: Mapping[str, Any] | None = None,
     judge: bool = False,
     use_cache: bool = True,
+    concurrency: int | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Answer the questions with every agent x retriever, score them, and write the report.
@@ -197,6 +202,8 @@ def run_comparison(
         encoders: Already loaded encoders by retriever name (e.g. the demo's), used instead of loading them again.
         judge: Also ask the LLM whether each answer agrees with the gold answer.
         use_cache: Reuse and extend ``OUTPUT/cache/answers.jsonl``.
+        concurrency: Questions answered at a time (default: the endpoint's ``concurrency``, 16 for the local server,
+            whose continuous batching makes concurrent requests several times faster than one at a time).
         quiet: No progress bar or messages.
 
     Returns:
@@ -234,14 +241,35 @@ def run_comparison(
             skipped.update(task_skipped)
             for name, source in sources.items():
                 retriever_info[name] = {"identity": source.identity, "index_seconds": source.index_seconds}
-            total = len(questions) * len(agents) * len(sources)
-            with tqdm(total=total, desc=f"Agents on {task.name}", unit="answer", disable=quiet) as bar:
-                for framework, (name, source) in itertools.product(agents, sources.items()):
-                    answerer = _Answerer(framework, source, endpoint, mode, settings)
-                    for question in questions:
-                        records.append(answerer.record(task, question, cache, counts, judge=judge))
+            work = [
+                _Answerer(framework, source, endpoint, mode, settings)
+                for framework, source in itertools.product(agents, sources.values())
+            ]
+            items = [(answerer, question) for answerer in work for question in questions]
+            found = [answerer.cached(task, question, cache) for answerer, question in items]
+            missing = [index for index, record in enumerate(found) if record is None]
+            counts["cached"] += len(items) - len(missing)
+            if missing:
+                endpoint.mode(mode)  # opens the endpoint (starts a local server) once, before any thread needs it
+                for answerer in {items[index][0] for index in missing}:
+                    answerer.build()  # first imports of the frameworks happen here, never in two threads at once
+                lanes = concurrency or endpoint.open().concurrency
+                answered = map_concurrently(
+                    lambda job: job[0].answer(job[1], job[2], cache),
+                    [(items[index][0], task, items[index][1]) for index in missing],
+                    concurrency=lanes,
+                )
+                desc = f"Agents on {task.name} ({lanes} at a time)"
+                with tqdm(total=len(missing), desc=desc, unit="answer", disable=quiet) as bar:
+                    for position, record in answered:
+                        if isinstance(record, Exception):
+                            raise record
+                        found[missing[position]] = record
                         bar.update(1)
-                        bar.set_postfix_str(f"{framework} / {name}")
+                counts["answered"] += len(missing)
+            for (answerer, question), record in zip(items, found, strict=True):
+                assert record is not None  # every missing record was answered above
+                records.append(answerer.scored(question, record, cache, judge=judge))
     payload = _payload(
         records, task_list, limit, retrievers, agents, mode, endpoint, settings, skipped, retriever_info, counts
     )
@@ -252,7 +280,8 @@ def run_comparison(
 
 
 class _Answerer:
-    """One agent x retriever: answers questions (from the cache when it can), building the agent on first need."""
+    """One agent x retriever: finds cached answers, and answers the others with a fresh agent per question (so that
+    questions can run concurrently: nothing of one run is shared with another but the retriever and the endpoint)."""
 
     def __init__(
         self, framework: str, source: Any, endpoint: _LazyEndpoint, mode: str, settings: AgentSettings
@@ -264,14 +293,10 @@ class _Answerer:
             mode,
             settings,
         )
-        self._agent: Any = None
         self._judge: LLMClient | None = None
 
-    def record(
-        self, task: RetrievalTask, question: Any, cache: AnswerCache, counts: dict[str, int], *, judge: bool
-    ) -> dict[str, Any]:
-        """The record of ``question``: the agent's result, gold labels, and whether the answer is right."""
-        key = cache.key(
+    def key(self, task: RetrievalTask, question: Any, cache: AnswerCache) -> str:
+        return cache.key(
             task=task.name,
             question_id=question.id,
             question=question.text,
@@ -281,37 +306,43 @@ class _Answerer:
             llm=self.endpoint.identity,
             settings=self.settings.as_dict(),
         )
-        record = cache.get(key)
-        if record is None:
-            result = self._get_agent().answer(question.text)
-            record = {
-                "task": task.name,
-                "question_id": question.id,
-                "agent": self.framework,
-                "gold_ids": list(question.gold_ids),
-                "gold_answer": question.gold_answer,
-                "result": result.to_json(),
-            }
-            counts["answered"] += 1
-            if result.error is None:
-                cache.put(key, record)
-        else:
-            counts["cached"] += 1
+
+    def cached(self, task: RetrievalTask, question: Any, cache: AnswerCache) -> dict[str, Any] | None:
+        """The cached record of ``question``, or None."""
+        return cache.get(self.key(task, question, cache))
+
+    def build(self) -> Any:
+        """A new agent (the endpoint must be open)."""
+        resolved, _ = self.endpoint.mode(self.mode)
+        return _build_agent(self.framework, self.source, self.endpoint.open(), resolved, self.settings)
+
+    def answer(self, task: RetrievalTask, question: Any, cache: AnswerCache) -> dict[str, Any]:
+        """Answer ``question`` now with a new agent and cache the record unless the run failed."""
+        result = self.build().answer(question.text)
+        record = {
+            "key": self.key(task, question, cache),
+            "task": task.name,
+            "question_id": question.id,
+            "agent": self.framework,
+            "gold_ids": list(question.gold_ids),
+            "gold_answer": question.gold_answer,
+            "result": result.to_json(),
+        }
+        if result.error is None:
+            cache.put(record["key"], record)
+        return record
+
+    def scored(self, question: Any, record: dict[str, Any], cache: AnswerCache, *, judge: bool) -> dict[str, Any]:
+        """``record`` with the retriever's name and whether the answer is right (and the judge's verdict)."""
         final_answer, error = record["result"]["final_answer"], record["result"]["error"]
         if judge and "judge" not in record and error is None:
             if self._judge is None:
                 self._judge = LLMClient(self.endpoint.open())
             record["judge"] = judge_answer(self._judge, question.text, question.gold_answer, final_answer)
-            cache.put(key, record)
+            cache.put(record["key"], record)
         # Scored now, not cached: a fix to the answer checking applies to cached answers too.
         correct = None if error else answer_matches(final_answer, question.gold_answer)
         return {**record, "retriever": self.source.name, "correct": correct}
-
-    def _get_agent(self) -> Any:
-        if self._agent is None:
-            resolved, _ = self.endpoint.mode(self.mode)
-            self._agent = _build_agent(self.framework, self.source, self.endpoint.open(), resolved, self.settings)
-        return self._agent
 
 
 def _payload(
@@ -329,11 +360,17 @@ def _payload(
 ) -> dict[str, Any]:
     rows = []
     for agent in agents:
+        reference: list[dict[str, Any]] | None = None
         for name in retrievers:
             mine = [r for r in records if r["agent"] == agent and r["retriever"] == name]
             if mine:
                 modes = sorted({r["result"]["mode"] for r in mine})
-                rows.append({"agent": agent, "retriever": name, "mode": "/".join(modes), **summarize(mine)})
+                row = {"agent": agent, "retriever": name, "mode": "/".join(modes), **summarize(mine)}
+                if reference is None:
+                    reference = mine
+                else:
+                    row["versus"] = {"retriever": reference[0]["retriever"], **_paired(mine, reference)}
+                rows.append(row)
     return {
         "tasks": {
             t.name: {"questions": len(t.queries[:limit] if limit else t.queries), "documents": len(t.documents)}
@@ -355,6 +392,23 @@ def _payload(
         f"Python {platform.python_version()}",
         "files": {"report": "report.md", "results": "results.json", "plot": PLOT_NAME, "answers": "answers.jsonl"},
     }
+
+
+def _paired(records: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each paired metric of ``records`` against ``reference`` (the same agent, the first retriever): the mean
+    difference over the questions both scored, the paired t-test's p-value and whether it is below 0.05."""
+    from reasonembed_rag.evaluation.stats import ALPHA, paired_test
+
+    mine, theirs = per_question(records), per_question(reference)
+    tests: dict[str, Any] = {}
+    for metric in PAIRED_METRICS:
+        shared = sorted(set(mine[metric]) & set(theirs[metric]))
+        if len(shared) < 2:
+            continue
+        a, b = [mine[metric][q] for q in shared], [theirs[metric][q] for q in shared]
+        p = paired_test(a, b)
+        tests[metric] = {"delta": (sum(a) - sum(b)) / len(shared), "p": p, "significant": p < ALPHA, "n": len(shared)}
+    return tests
 
 
 def _write(output: Path, payload: dict[str, Any], records: list[dict[str, Any]]) -> None:
@@ -382,8 +436,14 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     width = 0.8 / len(metrics)
     for offset, (key, label) in enumerate(metrics):
         values = [100 * (row[key] or 0.0) for row in rows]
-        bars = ax.bar([i + offset * width for i in range(len(rows))], values, width, label=label)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        intervals = [row.get(f"{key}_ci") or (row[key] or 0.0, row[key] or 0.0) for row in rows]
+        errors = [
+            [value - 100 * low for value, (low, _) in zip(values, intervals, strict=True)],
+            [100 * high - value for value, (_, high) in zip(values, intervals, strict=True)],
+        ]
+        positions = [i + offset * width for i in range(len(rows))]
+        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
     ax.set_xticks([i + width for i in range(len(rows))], [f"{r['agent']}\n{r['retriever']}" for r in rows], fontsize=7)
     ax.set_ylabel("x100")
     ax.set_ylim(0, 110)
@@ -396,6 +456,36 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
     return "n/a" if value is None else f"{scale * value:.{digits}f}"
+
+
+def _with_ci(row: dict[str, Any], key: str) -> str:
+    """``mean [low, high]`` x100 (the bootstrap 95% interval, when the row has one)."""
+    interval = row.get(f"{key}_ci")
+    if row[key] is None or not interval:
+        return _fmt(row[key])
+    return f"{_fmt(row[key])} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
+_METRIC_NAMES = {"recall": "recall in context", "ndcg@10_first_search": "nDCG@10 first search", "accuracy": "accuracy"}
+
+
+def significance_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per agent x retriever tested against its agent's first retriever: each metric's difference and
+    p-value, and plainly whether it is significant."""
+    lines = []
+    for row in rows:
+        versus = row.get("versus")
+        if not versus:
+            continue
+        parts = []
+        for metric, label in _METRIC_NAMES.items():
+            test = versus.get(metric)
+            if test:
+                verdict = "significant" if test["significant"] else "not significant"
+                parts.append(f"{label} {100 * test['delta']:+.1f} (p = {test['p']:.3f}, {verdict})")
+        if parts:
+            lines.append(f"- {row['agent']}: `{row['retriever']}` minus `{versus['retriever']}`: " + "; ".join(parts))
+    return lines
 
 
 def markdown_section(payload: dict[str, Any], *, relative_to: Path | None = None, level: int = 2) -> str:
@@ -427,14 +517,14 @@ def markdown_section(payload: dict[str, Any], *, relative_to: Path | None = None
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in payload["results"]:
-        accuracy = _fmt(row["accuracy"])
+        accuracy = _with_ci(row, "accuracy")
         if row["accuracy"] is not None:
             accuracy += f" ({row['checkable_answers']})"
         if row.get("judge_accuracy") is not None:
             accuracy += f"; judge {_fmt(row['judge_accuracy'])}"
         lines.append(
-            f"| {row['agent']} | {row['retriever']} | {row['mode']} | {_fmt(row['recall'])} | "
-            f"{_fmt(row['ndcg@10_first_search'])} | {accuracy} | {_fmt(row['searches_per_question'], 1, 2)} | "
+            f"| {row['agent']} | {row['retriever']} | {row['mode']} | {_with_ci(row, 'recall')} | "
+            f"{_with_ci(row, 'ndcg@10_first_search')} | {accuracy} | {_fmt(row['searches_per_question'], 1, 2)} | "
             f"{_fmt(row['llm_calls'], 1, 1)} | {_fmt(row['prompt_tokens'], 1, 0)} + "
             f"{_fmt(row['completion_tokens'], 1, 0)} | "
             f"{_fmt(row['seconds'], 1, 1)} | {row['errors']} |"
@@ -443,12 +533,22 @@ def markdown_section(payload: dict[str, Any], *, relative_to: Path | None = None
         "",
         "Recall: share of gold documents among those the agent put in the LLM's context. nDCG@10: of the agent's "
         "first search (pytrec_eval). Accuracy (x100; in brackets, answers checkable against a short gold answer): "
-        "normalised, numeric or formula match of the text after 'Answer:'. Per question (q): searches, LLM calls, "
-        "tokens, seconds.",
+        "normalised, numeric or formula match of the text after 'Answer:'. In brackets after a value: its bootstrap "
+        "95% confidence interval over questions. Per question (q): searches, LLM calls, tokens, seconds.",
         "",
         f"![Agents compared]({plot})",
         "",
     ]
+    tests = significance_lines(payload["results"])
+    if tests:
+        lines += [
+            "Differences against each agent's first retriever, paired over the same questions (paired t-test; "
+            "significant when p < 0.05, not corrected for the number of comparisons). A difference that is not "
+            "significant is not evidence that one retriever serves the agent better than the other:",
+            "",
+            *tests,
+            "",
+        ]
     if payload["skipped_retrievers"]:
         lines += ["Retrievers not compared:", ""]
         lines += [f"- `{name}`: {why}" for name, why in payload["skipped_retrievers"].items()]

@@ -11,7 +11,9 @@ Answer checking (:func:`answer_matches`) is deliberately mechanical, so that it 
 * a gold answer longer than :data:`LONG_GOLD_CHARS` (a BRIGHT StackExchange answer) is not checkable this way: the
   result is ``None``, and only the optional LLM judge (:func:`judge_answer`) scores it.
 
-:func:`summarize` turns per-question records into the comparison's metrics.
+:func:`summarize` turns per-question records into the comparison's metrics, each with a bootstrap 95% confidence
+interval over questions (:mod:`reasonembed_rag.evaluation.stats`); :func:`per_question` gives the per-question values
+that paired significance tests compare.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from typing import Any
 
 from reasonembed_rag.llm import ChatModel, LLMError
 
-__all__ = ["LONG_GOLD_CHARS", "answer_matches", "judge_answer", "summarize"]
+__all__ = ["LONG_GOLD_CHARS", "PAIRED_METRICS", "answer_matches", "judge_answer", "per_question", "summarize"]
 
 LONG_GOLD_CHARS = 120
 """Gold answers longer than this are prose: checked only by the LLM judge."""
 RELATIVE_TOLERANCE = 2e-3
+PAIRED_METRICS = ("recall", "ndcg@10_first_search", "accuracy")
+"""The per-question metrics :func:`per_question` returns, each with a confidence interval in :func:`summarize`."""
 
 _ALTERNATIVES = re.compile(r",?\s+or\s+(?:equivalently\s+|an\s+equivalent\s+form\s+such\s+as\s+)?", re.IGNORECASE)
 _EXPLANATION = re.compile(r"\s*\((?:i\.e\.|e\.g\.)[^)]*\)", re.IGNORECASE)
@@ -193,34 +197,51 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Metrics of one agent x retriever over its per-question records.
+def per_question(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each of :data:`PAIRED_METRICS` per question: ``{metric: {question_id: value}}``.
 
-    Each record holds ``question_id``, ``gold_ids``, ``correct`` (bool or None), optional ``judge`` (bool or None)
-    and ``result`` (an :class:`~demos.core.AgentResult` as JSON). Questions whose run failed count as zero for recall
-    and nDCG and as wrong when their gold answer is checkable.
+    ``recall`` (gold documents in the context) and ``ndcg@10_first_search`` cover every question with gold documents
+    (a failed run counts 0); ``accuracy`` only the questions whose answer is checkable (``correct`` not None).
     """
     from reasonembed_rag.evaluation.metrics import evaluate_run
 
-    qrels = {r["question_id"]: dict.fromkeys(r["gold_ids"], 1) for r in records}
+    qrels = {r["question_id"]: dict.fromkeys(r["gold_ids"], 1) for r in records if r["gold_ids"]}
     first_search = {}
     for record in records:
         searches = record["result"]["searches"]
         ranked = searches[0]["ranked_ids"] if searches else []
         first_search[record["question_id"]] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
-    ndcg = evaluate_run(first_search, qrels)[0]["ndcg@10"] if records else None
-    recalls = []
-    for record in records:
-        gold = set(record["gold_ids"])
-        recalls.append(len(gold & set(record["result"]["context_ids"])) / len(gold) if gold else None)
-    results = [record["result"] for record in records]
+    ndcg = evaluate_run(first_search, qrels)[1] if qrels else {}
     return {
+        "recall": {
+            r["question_id"]: len(set(r["gold_ids"]) & set(r["result"]["context_ids"])) / len(set(r["gold_ids"]))
+            for r in records
+            if r["gold_ids"]
+        },
+        "ndcg@10_first_search": {question: values["ndcg@10"] for question, values in ndcg.items()},
+        "accuracy": {r["question_id"]: float(r["correct"]) for r in records if r["correct"] is not None},
+    }
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics of one agent x retriever over its per-question records.
+
+    Each record holds ``question_id``, ``gold_ids``, ``correct`` (bool or None), optional ``judge`` (bool or None)
+    and ``result`` (an :class:`~demos.core.AgentResult` as JSON). Questions whose run failed count as zero for recall
+    and nDCG and as wrong when their gold answer is checkable. Each of :data:`PAIRED_METRICS` also gets
+    ``<metric>_ci``: the bootstrap 95% interval of its mean over questions (None without values).
+    """
+    from reasonembed_rag.evaluation.stats import bootstrap_ci
+
+    values = per_question(records)
+    results = [record["result"] for record in records]
+    summary: dict[str, Any] = {
         "questions": len(records),
         "errors": sum(1 for r in results if r.get("error")),
-        "recall": _mean(recalls),
-        "ndcg@10_first_search": ndcg,
-        "accuracy": _mean(None if r["correct"] is None else float(r["correct"]) for r in records),
-        "checkable_answers": sum(1 for r in records if r["correct"] is not None),
+        **{name: _mean(values[name].values()) for name in PAIRED_METRICS},
+        # a list, not a tuple, so the payload equals its JSON round trip
+        **{f"{name}_ci": list(bootstrap_ci(list(v.values()))) if v else None for name, v in values.items()},
+        "checkable_answers": len(values["accuracy"]),
         "judge_accuracy": _mean(None if r.get("judge") is None else float(r["judge"]) for r in records),
         "searches_per_question": _mean(len(r["searches"]) for r in results),
         "cited_share": _mean(float(bool(r["cited_ids"])) for r in results),
@@ -230,3 +251,4 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "llm_calls": _mean(r["llm_calls"] for r in results),
         "seconds": _mean(r["seconds"] for r in results),
     }
+    return summary
