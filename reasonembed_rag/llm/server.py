@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 
 
 LOCAL_CONCURRENCY = 16
+CB_CACHE_BLOCKS = 64
+"""KV-cache blocks (256 tokens each) of the continuous-batching server: 16,384 tokens, 16 requests of 1,024 tokens
+(about 0.75 GB for SmolLM2-135M in float32). Left to itself, transformers sizes the cache on CPU from the machine's
+total memory (0.6-0.9 of it: 13 GB on a 23 GB machine), and the kernel killed the server when other jobs held the
+rest."""
+CB_MAX_BATCH_TOKENS = 1024
+"""Tokens per forward pass of the continuous-batching server (transformers' default 8,192 also sizes attention masks
+over the whole cache: gigabytes on CPU); longer prompts are prefilled in chunks."""
 """Requests in flight against the local server unless the caller says otherwise: with continuous batching, 16-32
 parallel requests are where a 2-core CPU's throughput levels off."""
 
@@ -193,7 +201,17 @@ class LocalLLMServer:
             self.device,
             "--log-level",
             "warning",
-            *(["--continuous-batching"] if self.continuous_batching else []),
+            *(
+                [
+                    "--continuous-batching",
+                    "--cb-num-blocks",
+                    str(CB_CACHE_BLOCKS),
+                    "--cb-max-batch-tokens",
+                    str(CB_MAX_BATCH_TOKENS),
+                ]
+                if self.continuous_batching
+                else []
+            ),
         ]
         exit_cleanly_on_sigterm()
         started = time.monotonic()
