@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .jsonl import JSONLCache
 from .llm import LLMError, Message
 
 DIGITS = ("1", "2", "3", "4", "5")
@@ -181,39 +182,9 @@ class RerankCost:
 _COST_FIELDS = ("pairs", "cached", "requests", "prompt_tokens", "completion_tokens", "unscored")
 
 
-class RerankCache:
-    """Scores on disk, one JSON line per pair, appended (and flushed) as each arrives, so a killed run loses at
-    most the line being written; a torn last line is skipped on reading."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._scores: dict[str, dict[str, Any]] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the torn last line of an interrupted run: that pair is scored again
-                if isinstance(row, dict) and "key" in row:
-                    self._scores[row["key"]] = row
-        self._file = self.path.open("a", encoding="utf-8")
-
-    def __len__(self) -> int:
-        return len(self._scores)
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._scores.get(key)
-
-    def put(self, row: dict[str, Any]) -> None:
-        with self._lock:
-            self._scores[row["key"]] = row
-            self._file.write(json.dumps(row) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+class RerankCache(JSONLCache):
+    """Scores on disk, one JSON line per pair (``key``, ``score``, ...), appended and flushed as each arrives, so a
+    killed run loses at most the line being written (:class:`~reasonembed_rag.jsonl.JSONLCache`)."""
 
 
 def default_cache_path() -> Path:
