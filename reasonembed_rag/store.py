@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from llama_index.core.retrievers import VectorIndexRetriever
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
+    from .expansion import QueryExpander
     from .integrations.langchain import LangChainEmbeddings
     from .integrations.llama_index import LlamaIndexEmbedding
 
@@ -1096,6 +1097,15 @@ class ChromaStore:
             return {"task": self.task, "instruction": self.instruction}
         return {"task": task, "instruction": instruction}
 
+    def _instruction_text(self, task: str | None, instruction: str | None) -> str | None:
+        """The instruction text queries get (for a query expander's prompt): the given one, else the task's."""
+        chosen = self._instruction(task, instruction)
+        resolve = getattr(self.encoder, "resolve_instruction", None)
+        if chosen["instruction"] is not None or resolve is None:
+            return chosen["instruction"]
+        text: str | None = resolve(task=chosen["task"])
+        return text
+
     def embedding_function(
         self, *, task: str | None = None, instruction: str | None = None
     ) -> ChromaEmbeddingFunction:
@@ -1134,24 +1144,36 @@ class ChromaStore:
         task: str | None = None,
         instruction: str | None = None,
         hybrid: Hybrid | str | None = None,
+        expand: QueryExpander | None = None,
     ) -> VectorIndexRetriever:
         """A LlamaIndex retriever returning the ``k`` nearest nodes (ids are the collection's ids).
 
         Its scores are LlamaIndex's ``exp(-distance)`` for Chroma, a monotone function of the cosine similarity.
         With ``hybrid`` (``"bm25"`` or a :class:`~reasonembed_rag.fusion.Hybrid`) it is a
         :class:`~reasonembed_rag.integrations.llama_index_hybrid.LlamaIndexHybridRetriever` instead: the ``k`` best
-        of the dense hits fused with the collection's persisted BM25 index, scored by the fusion.
+        of the dense hits fused with the collection's persisted BM25 index, scored by the fusion. With ``expand``
+        (a :class:`~reasonembed_rag.expansion.QueryExpander`) that retriever is wrapped in a
+        :class:`~reasonembed_rag.integrations.llama_index_expansion.LlamaIndexExpandingRetriever`: each query is
+        searched followed by the LLM's reasoning sketch (on both sides of a hybrid).
         """
         settings = Hybrid.coerce(hybrid)
         index = self.llama_index_index(task=task, instruction=instruction)
+        retriever: Any
         if settings is None:
-            retriever: Any = index.as_retriever(similarity_top_k=k)
-            return retriever
-        from .integrations.llama_index_hybrid import LlamaIndexHybridRetriever
+            retriever = index.as_retriever(similarity_top_k=k)
+        else:
+            from .integrations.llama_index_hybrid import LlamaIndexHybridRetriever
 
-        dense = index.as_retriever(similarity_top_k=settings.depth)
-        hybrid_retriever: Any = LlamaIndexHybridRetriever(dense, collection_bm25(self), hybrid=settings, k=k)
-        return hybrid_retriever
+            dense = index.as_retriever(similarity_top_k=settings.depth)
+            retriever = LlamaIndexHybridRetriever(dense, collection_bm25(self), hybrid=settings, k=k)
+        if expand is None:
+            return retriever
+        from .integrations.llama_index_expansion import LlamaIndexExpandingRetriever
+
+        expanding: Any = LlamaIndexExpandingRetriever(
+            retriever, expand, instruction=self._instruction_text(task, instruction)
+        )
+        return expanding
 
     def langchain_embeddings(self, *, task: str | None = None, instruction: str | None = None) -> LangChainEmbeddings:
         """LangChain embeddings over this store's encoder, for the store's task unless told otherwise."""
@@ -1181,23 +1203,36 @@ class ChromaStore:
         task: str | None = None,
         instruction: str | None = None,
         hybrid: Hybrid | str | None = None,
+        expand: QueryExpander | None = None,
     ) -> VectorStoreRetriever:
         """A LangChain retriever returning the ``k`` nearest documents (``Document.id`` is the collection's id).
 
         With ``hybrid`` (``"bm25"`` or a :class:`~reasonembed_rag.fusion.Hybrid`) it is a
         :class:`~reasonembed_rag.integrations.langchain_hybrid.LangChainHybridRetriever` instead: the ``k`` best of
-        the dense hits fused with the collection's persisted BM25 index, best first.
+        the dense hits fused with the collection's persisted BM25 index, best first. With ``expand`` (a
+        :class:`~reasonembed_rag.expansion.QueryExpander`) that retriever is wrapped in a
+        :class:`~reasonembed_rag.integrations.langchain_expansion.LangChainExpandingRetriever`: each query is
+        searched followed by the LLM's reasoning sketch (on both sides of a hybrid).
         """
         settings = Hybrid.coerce(hybrid)
         vector_store = self.langchain_vector_store(task=task, instruction=instruction)
+        retriever: Any
         if settings is None:
-            return vector_store.as_retriever(search_kwargs={"k": k})
-        from .integrations.langchain_hybrid import LangChainHybridRetriever
+            retriever = vector_store.as_retriever(search_kwargs={"k": k})
+        else:
+            from .integrations.langchain_hybrid import LangChainHybridRetriever
 
-        retriever: Any = LangChainHybridRetriever(
-            vector_store=vector_store, bm25=collection_bm25(self), hybrid=settings, k=k
+            retriever = LangChainHybridRetriever(
+                vector_store=vector_store, bm25=collection_bm25(self), hybrid=settings, k=k
+            )
+        if expand is None:
+            return cast("VectorStoreRetriever", retriever)
+        from .integrations.langchain_expansion import LangChainExpandingRetriever
+
+        expanding: Any = LangChainExpandingRetriever(
+            retriever=retriever, expander=expand, instruction=self._instruction_text(task, instruction)
         )
-        return retriever
+        return cast("VectorStoreRetriever", expanding)
 
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, model={self.encoder.name!r}, location={self.location!r})"

@@ -22,7 +22,7 @@ from .source_layout import ROOT, SOURCE_FOLDERS
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "core: encoder, models, instructions, llm, retrieval, fusion, rerank, jsonl",
+        "core: encoder, models, instructions, llm, retrieval, fusion, rerank, expansion, jsonl",
         ("reasonembed_rag",),  # every module of the package that no row below names
     ),
     (

@@ -12,8 +12,9 @@ from ..evaluation.report import format_table
 from ..evaluation.runfile import read_run, run_path, run_tag, write_run
 from ..evaluation.runner import TaskResult, evaluate, results_json, score_run
 from ..evaluation.tasks import load_tasks
+from ..expansion import DEFAULT_MAX_TOKENS, QueryExpander
 from ..fusion import FUSION_DEPTH, FUSIONS, HYBRID_WEIGHT, LEXICAL, Hybrid
-from ..llm import add_llm_arguments
+from ..llm import add_llm_arguments, choose_llm_from_args
 from .common import add_task_arguments, load_model, positive_int, task_names
 
 LOADED_VIA = "run"
@@ -57,7 +58,44 @@ def _save_runs(folder: str, tasks: list, results: list[TaskResult], keep: int) -
         print(f"run written to {path} ({lines} lines)")
 
 
+def _check_expansion(args: argparse.Namespace) -> None:
+    """``--expand-queries`` writes its own reasoning: it does not combine with given reasoning or with stored runs."""
+    if not args.expand_queries:
+        return
+    if args.reasoning_queries:
+        raise SystemExit(
+            f"--expand-queries and --reasoning-queries {args.reasoning_queries} both replace the queries with "
+            "reasoning-expanded ones: choose one (the LLM's reasoning, or the given one)."
+        )
+    if args.load_run:
+        raise SystemExit("--expand-queries changes the queries a run retrieves with; --load-run retrieves nothing.")
+
+
+def _expand_all(args: argparse.Namespace, tasks: list) -> tuple[QueryExpander, dict[str, Any]]:
+    """``--expand-queries``: every task's sketches, asked for in one concurrent pass before the model loads (the
+    LLM and the encoder do not share the CPU); the retrievers then read them from the cache."""
+    try:
+        choice = choose_llm_from_args(args)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    expander = QueryExpander(
+        choice, cache=args.expansion_cache, max_tokens=args.expansion_max_tokens, show_progress=True
+    )
+    with expander:
+        for task in tasks:
+            expander.expand([q.text for q in task.queries], instruction=task.instruction)
+    summary = expander.summary()
+    rate = f", {summary['tokens_per_second']} tokens/s" if summary["tokens_per_second"] else ""
+    print(
+        f"expansion: {summary['queries']} queries, {summary['cached']} cached, {summary['generated']} written, "
+        f"{summary['failed']} failed (kept as they were) by {summary['llm']} "
+        f"({summary['completion_tokens']} tokens in {summary['seconds']} s{rate}); cache {summary['cache']}"
+    )
+    return expander, summary
+
+
 def _bright(args: argparse.Namespace) -> int:
+    _check_expansion(args)
     tasks = load_tasks(
         args.data,
         task_names(args),
@@ -65,12 +103,16 @@ def _bright(args: argparse.Namespace) -> int:
         reasoning_queries=args.reasoning_queries,
         instruction=args.instruction,
     )
+    expansion: dict[str, Any] = {}
     if args.load_run:
         results = _load_runs(args, tasks)
         model_name = results[0].model if results else "run"
     else:
         # Checked before the model loads, so a bad --hybrid-weight fails at once.
         hybrid = Hybrid(args.hybrid, weight=args.hybrid_weight, fusion=args.fusion) if args.hybrid else None
+        expander = None
+        if args.expand_queries:
+            expander, expansion = _expand_all(args, tasks)
         model = load_model(args)
         if args.ray:
             _embed_documents_with_ray(tasks, model, args)
@@ -83,6 +125,7 @@ def _bright(args: argparse.Namespace) -> int:
             show_progress=True,
             k_values=args.k_values,
             hybrid=hybrid,
+            expand=expander,
         )
         model_name = results[0].model if results else model.name
     reranking: dict[str, Any] = {}
@@ -91,6 +134,8 @@ def _bright(args: argparse.Namespace) -> int:
     if args.save_run:
         _save_runs(args.save_run, tasks, results, args.keep)
     payload = results_json(results, model=model_name, via=results[0].via if results else args.via)
+    if expansion:
+        payload["expansion"] = expansion
     if reranking:
         payload["rerank"] = reranking
     print(format_table(results))
@@ -133,7 +178,7 @@ def _rerank(args: argparse.Namespace, tasks: list, results: list) -> tuple[list,
 
     if args.rerank != "llm":
         return run_all(CrossEncoderReranker(args.rerank, device=args.device))
-    from ..llm import LLMClient, choose_llm_from_args
+    from ..llm import LLMClient
 
     choice = choose_llm_from_args(args)
     with choice.open(announce=True) as endpoint:
@@ -176,6 +221,33 @@ def register(commands: Any) -> None:
     add_task_arguments(parser)
     parser.add_argument("--long", action="store_true", help="long-document setting (gold_ids_long)")
     parser.add_argument("--reasoning-queries", default=None, help="e.g. gpt4_reason: use reasoning-expanded queries")
+    expansion = parser.add_argument_group(
+        "test-time reasoning expansion (an LLM's solution sketch appended to each query, as BRIGHT's reasoning "
+        "queries are; every --via, and both sides of --hybrid, search the expanded text)"
+    )
+    expansion.add_argument(
+        "--expand-queries",
+        action="store_true",
+        help="before retrieval, ask the --llm-* endpoint (default: OPENAI_*, else a local transformers serve of "
+        "SmolLM2-135M-Instruct, started only when a query is not cached) for each query's reasoning; greedy; a "
+        "failed or empty reply leaves its query as it was (counted in results.json 'expansion'). Not with "
+        "--reasoning-queries",
+    )
+    expansion.add_argument(
+        "--expansion-cache",
+        default=None,
+        metavar="FILE",
+        help="JSONL of expansions, read and extended so an interrupted run resumes; keyed by LLM, prompt version, "
+        "max tokens, task instruction and query, not by --model, so every model reuses them "
+        "(default: ~/.cache/reasonembed-rag/expansions/expansions.jsonl)",
+    )
+    expansion.add_argument(
+        "--expansion-max-tokens",
+        type=positive_int,
+        default=DEFAULT_MAX_TOKENS,
+        metavar="N",
+        help=f"cap on each sketch's tokens (default {DEFAULT_MAX_TOKENS})",
+    )
     parser.add_argument(
         "--keep", type=positive_int, default=KEEP_TOP, help=f"hits kept per query, at least 1 (default {KEEP_TOP})"
     )
@@ -242,7 +314,10 @@ def register(commands: Any) -> None:
     )
     add_llm_arguments(
         parser,
-        notes={"--llm-local": "use the local transformers serve for --rerank llm even when OPENAI_* name an endpoint"},
+        notes={
+            "--llm-local": "use the local transformers serve for --rerank llm and --expand-queries even when "
+            "OPENAI_* name an endpoint"
+        },
     )
     parser.add_argument(
         "--ray",

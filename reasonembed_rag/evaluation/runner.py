@@ -9,6 +9,8 @@ Paths (``via``):
 Documents are embedded once into a Chroma collection per (task corpus, model) through :class:`ChromaStore`; every path
 and every later run reuses those vectors, so a second run embeds no document. The lexical baseline
 (:class:`~reasonembed_rag.retrieval.BM25`, ``model="bm25"``) searches the corpus in memory and needs no collection.
+With ``expand`` (a :class:`~reasonembed_rag.expansion.QueryExpander`) every path searches each query followed by an
+LLM's reasoning sketch: the framework paths through their expanding retrievers, the others with the expanded texts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..expansion import QueryExpander
 from ..fusion import Hybrid, collection_bm25, fuse
 from ..retrieval import BM25, exact_top_k, load_retriever
 from .data import RetrievalTask
@@ -115,13 +118,27 @@ def score_run(
     return _score(task, model, via, run, keep, time.perf_counter(), 0, k_values)
 
 
-def evaluate_bm25(task: RetrievalTask, *, keep: int = KEEP_TOP, k_values: Sequence[int] = ()) -> TaskResult:
-    """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) over the task's corpus; always the ``direct`` path."""
+def _texts(task: RetrievalTask, expand: QueryExpander | None) -> list[str]:
+    """The task's query texts, each followed by its reasoning sketch when ``expand`` is given."""
+    texts = [q.text for q in task.queries]
+    return texts if expand is None else expand.expand(texts, instruction=task.instruction)
+
+
+def _label(expand: QueryExpander | None) -> str:
+    """How results name an expanded pipeline (``+expand``), so its runs are told apart from plain ones."""
+    return "" if expand is None else "+expand"
+
+
+def evaluate_bm25(
+    task: RetrievalTask, *, keep: int = KEEP_TOP, k_values: Sequence[int] = (), expand: QueryExpander | None = None
+) -> TaskResult:
+    """BM25 (:class:`~reasonembed_rag.retrieval.BM25Index`) over the task's corpus; always the ``direct`` path.
+    With ``expand``, each query is searched followed by its reasoning sketch."""
     started = time.perf_counter()
     index = BM25().index(task.documents)
-    ranked = index.search([q.text for q in task.queries], depth(task, len(task.documents), keep))
+    ranked = index.search(_texts(task, expand), depth(task, len(task.documents), keep))
     run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
-    return _score(task, BM25.name, "direct", run, keep, started, 0, k_values)
+    return _score(task, BM25.name + _label(expand), "direct", run, keep, started, 0, k_values)
 
 
 def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -142,16 +159,21 @@ def _exact_search(store: Any, query_vectors: np.ndarray, k: int) -> list[list[tu
 
 
 def _framework_search(
-    store: Any, via: str, task: RetrievalTask, k: int, hybrid: Hybrid | None = None
+    store: Any,
+    via: str,
+    task: RetrievalTask,
+    k: int,
+    hybrid: Hybrid | None = None,
+    expand: QueryExpander | None = None,
 ) -> Callable[[str], list[tuple[str, float]]]:
     if via == "llamaindex":
-        retriever = store.llama_index_retriever(k=k, instruction=task.instruction, hybrid=hybrid)
+        retriever = store.llama_index_retriever(k=k, instruction=task.instruction, hybrid=hybrid, expand=expand)
 
         def search(text: str) -> list[tuple[str, float]]:
             return [(hit.node.node_id, float(hit.score or 0.0)) for hit in retriever.retrieve(text)]
 
         return search
-    retriever = store.langchain_retriever(k=k, instruction=task.instruction, hybrid=hybrid)
+    retriever = store.langchain_retriever(k=k, instruction=task.instruction, hybrid=hybrid, expand=expand)
 
     def search_langchain(text: str) -> list[tuple[str, float]]:
         documents = retriever.invoke(text)
@@ -174,6 +196,7 @@ def evaluate_dense(
     collection: str | None = None,
     k_values: Sequence[int] = (),
     hybrid: Hybrid | str | None = None,
+    expand: QueryExpander | None = None,
 ) -> TaskResult:
     """Index the task's corpus (once) and run its queries through ``via``.
 
@@ -182,7 +205,9 @@ def evaluate_dense(
     (:func:`~reasonembed_rag.evaluation.metrics.evaluate_run`). ``hybrid`` (``"bm25"`` or a
     :class:`~reasonembed_rag.fusion.Hybrid`) fuses the dense hits with BM25 hits (:func:`~reasonembed_rag.fusion.fuse`,
     the same on every path) over the collection's persisted BM25 index; the run then holds every fused document (at
-    most twice the fusion depth).
+    most twice the fusion depth). ``expand`` searches each query followed by its reasoning sketch, on the
+    framework paths through the retrievers' own ``expand=`` option (its sketches are all asked for first, in one
+    concurrent batch, so the retrievers read them from the cache).
     """
     from ..store import ChromaStore
 
@@ -194,7 +219,7 @@ def evaluate_dense(
     report = store.add_documents(task.documents.items(), show_progress=show_progress, total=len(task.documents))
     settings = Hybrid.coerce(hybrid)
     k = depth(task, store.count(), keep) if settings is None else 2 * settings.depth
-    texts = [q.text for q in task.queries]
+    texts = _texts(task, expand)
     if via == "direct":
         vectors = encoder.encode_queries(texts, instruction=task.instruction, show_progress=show_progress)
         if settings is None:
@@ -204,12 +229,13 @@ def evaluate_dense(
             dense = _exact_search(store, vectors, settings.depth)
             ranked = [fuse(d, lx, hybrid=settings) for d, lx in zip(dense, lexical, strict=True)]
     else:
-        search = _framework_search(store, via, task, k, settings)
+        search = _framework_search(store, via, task, k, settings, expand)
         from tqdm.auto import tqdm
 
-        ranked = [search(text) for text in tqdm(texts, desc=f"{task.name} via {via}", disable=not show_progress)]
+        plain = [q.text for q in task.queries]  # the retriever expands each one itself (from the cache filled above)
+        ranked = [search(text) for text in tqdm(plain, desc=f"{task.name} via {via}", disable=not show_progress)]
     run = {q.id: dict(hits) for q, hits in zip(task.queries, ranked, strict=True)}
-    name = encoder.name if settings is None else encoder.name + settings.label
+    name = (encoder.name if settings is None else encoder.name + settings.label) + _label(expand)
     return _score(task, name, via, run, keep, started, report.added, k_values)
 
 
@@ -220,7 +246,12 @@ def evaluate_task(task: RetrievalTask, model: Any, **options: Any) -> TaskResult
     if isinstance(model, BM25):
         if options.get("hybrid") is not None:
             raise ValueError("Hybrid retrieval fuses a dense model's hits with BM25's; give an encoder, not bm25.")
-        return evaluate_bm25(task, keep=options.get("keep", KEEP_TOP), k_values=options.get("k_values", ()))
+        return evaluate_bm25(
+            task,
+            keep=options.get("keep", KEEP_TOP),
+            k_values=options.get("k_values", ()),
+            expand=options.get("expand"),
+        )
     return evaluate_dense(task, model, **options)
 
 
@@ -234,14 +265,18 @@ def evaluate(
     show_progress: bool | None = None,
     k_values: Sequence[int] = (),
     hybrid: Hybrid | str | None = None,
+    expand: QueryExpander | None = None,
 ) -> list[TaskResult]:
     """Evaluate several tasks with one model: an encoder, a :class:`~reasonembed_rag.retrieval.BM25`, or a name
     (``"bm25"`` or an alias to load, see :func:`~reasonembed_rag.retrieval.load_retriever`). ``k_values`` adds
-    metrics at those cutoffs; ``hybrid`` fuses an encoder's hits with BM25 (:func:`evaluate_dense`)."""
+    metrics at those cutoffs; ``hybrid`` fuses an encoder's hits with BM25 (:func:`evaluate_dense`); ``expand``
+    appends an LLM's reasoning sketch to every query, on every path."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1 hit per query, got {keep}: with none kept every score is 0.")
     model = load_retriever(model)
     options: dict[str, Any] = {"hybrid": hybrid} if hybrid is not None else {}
+    if expand is not None:
+        options["expand"] = expand
     return [
         evaluate_task(
             task, model, via=via, chroma=chroma, keep=keep, show_progress=show_progress, k_values=k_values, **options
