@@ -592,7 +592,7 @@ def test_synthesize_reports_bad_seeds_clearly(tmp_path, capsys):
     from reasonembed_rag.training.remixer.cli import main
 
     assert main(["--seeds", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]) == 2
-    assert "not 'offline', a folder" in capsys.readouterr().err
+    assert "not 'offline', 'wordnet', a folder" in capsys.readouterr().err
 
 
 def test_synthesize_command_runs_the_pipeline_with_the_local_server(tmp_path, monkeypatch, capsys):
@@ -722,3 +722,129 @@ def test_mining_with_an_encoder_excludes_the_source(tmp_path):
     mined = [json.loads(line) for line in (tmp_path / "out/work/toy_math/candidates.jsonl").read_text().splitlines()]
     assert all(row["miner"] == "bag-of-words" and len(row["candidates"]) <= 3 for row in mined)
     assert not any({"area", "copy-of-area"} & set(row["candidates"]) for row in mined if row["source_excluded"] == 2)
+
+
+# ------------------------------------------------------------------------------------------------ round-trip filter
+
+# Each seed's query (ScriptedLLM: "... needs the <idea> idea ...") meets the real BM25 filter differently:
+# fermat leads back to itself and is judged relevant (kept); amgm leads back but its source lacks REL-inequality
+# (the annotator disagrees); area's query is outranked by `solid` (retriever miss at K=1); the problem seed is not in
+# the corpus and must lead to its target, cauchy (kept, with the seed's human reasoning); `lonely` has no target.
+ROUND_TRIP_CORPUS = {
+    "fermat": "Fermat's little theorem: a^(p-1) is 1 mod p for a prime p not dividing a. idea:modular REL-modular",
+    "euler": "Euler's theorem: a^phi(n) is 1 mod n when gcd(a, n) = 1. REL-modular idea:totient",
+    "crt": "Chinese remainder theorem: congruences with coprime moduli have one solution mod the product. REL-modular",
+    "amgm": "AM-GM inequality: the arithmetic mean is at least the geometric mean. idea:inequality",
+    "cauchy": "Cauchy-Schwarz inequality: (sum a_i b_i)^2 <= (sum a_i^2)(sum b_i^2). REL-schwarz",
+    "area": "The area of a circle of radius r is pi r^2. idea:geometry REL-geometry",
+    "solid": "Solid geometry idea: geometry of solids, geometry of cones.",
+}
+HUMAN_REASONING = "Bound the dot product by the product of the norms."
+
+
+def _round_trip_source() -> TaskSource:
+    from dataclasses import replace
+
+    from reasonembed_rag.training.remixer.seeds import Seed
+
+    corpus = dict(ROUND_TRIP_CORPUS)
+    seeds, stats = select_seeds(
+        ((i, corpus[i]) for i in ("fermat", "amgm", "area")), task="toy_math", corpus=corpus, min_chars=10
+    )
+    problem = Seed("toy_math", "train_problem:1", "Problem: maximise x.y on the sphere. idea:schwarz", "p1" * 10)
+    lonely = Seed("toy_math", "train_problem:2", "Problem: a question with no gold. idea:nothing", "p2" * 10)
+    seeds += [replace(problem, targets=("cauchy",), reasoning=HUMAN_REASONING), lonely]
+    return TaskSource("toy_math", INSTRUCTION, seeds, corpus, stats)
+
+
+def test_round_trip_filter_keeps_queries_that_lead_back_and_the_annotator_confirms(tmp_path):
+    llm = ScriptedLLM()
+    settings = _settings(tmp_path, round_trip_k=1, keep_candidates=4)
+    summary = ReMixer(settings, llm=llm, concurrency=2).run([_round_trip_source()])
+    _check_counts(summary)
+    work = tmp_path / "out" / "work" / "toy_math"
+    records = [json.loads(line) for line in (work / "queries.jsonl").read_text().splitlines()]
+    queries = {record["query_hash"]: record["seed_id"] for record in records}
+    verdicts = {queries[r["key"]]: r for r in map(json.loads, (work / "round_trip.jsonl").read_text().splitlines())}
+    assert {seed: verdict["status"] for seed, verdict in verdicts.items()} == {
+        "fermat": "kept",
+        "amgm": "annotator_disagrees",
+        "area": "retriever_miss",
+        "train_problem:1": "kept",
+    }
+    assert llm.calls["generate"] == 4  # the seed without a target is not even generated from
+    trip = summary["tasks"]["toy_math"]["round_trip"]
+    assert trip == {
+        "seeds_without_target": 1,
+        "checked": 4,
+        "kept": 2,
+        "no_target": 0,
+        "retriever_miss": 1,
+        "annotator_disagrees": 1,
+    }
+    assert summary["settings"]["round_trip_k"] == 1 and summary["settings"]["round_trip_retriever"] == "bm25"
+    # A query the retriever missed is never annotated (the filter saves the annotator's time).
+    annotated = {r["query"] for r in map(json.loads, (work / "annotations.jsonl").read_text().splitlines())}
+    missed = next(key for key, seed in queries.items() if seed == "area")
+    assert missed not in annotated and len(annotated) == 3
+    rows = {row["pos"][0]: row for row in _rows(tmp_path / "out")}
+    assert set(rows) == {ROUND_TRIP_CORPUS["fermat"], ROUND_TRIP_CORPUS["cauchy"]}
+    fermat = rows[ROUND_TRIP_CORPUS["fermat"]]
+    # euler and crt carry REL-modular: judged relevant, so masked (not negatives); the source is the positive.
+    assert fermat["pos"] == [ROUND_TRIP_CORPUS["fermat"]]
+    assert fermat["neg"] and not {ROUND_TRIP_CORPUS["euler"], ROUND_TRIP_CORPUS["crt"]} & set(fermat["neg"])
+    cauchy = rows[ROUND_TRIP_CORPUS["cauchy"]]
+    assert cauchy["reasoning_query"].endswith(HUMAN_REASONING) and ROUND_TRIP_CORPUS["cauchy"] not in cauchy["neg"]
+    assert llm.calls["reasoning"] == 1 and summary["tasks"]["toy_math"]["reasoning"]["human"] == 1
+    # Resuming redoes nothing.
+    again = ScriptedLLM()
+    assert ReMixer(settings, llm=again, concurrency=2).run([_round_trip_source()])["tasks"]["toy_math"] == (
+        summary["tasks"]["toy_math"]
+    )
+    assert sum(again.calls.values()) == 0
+
+
+def test_round_trip_with_a_wider_rank_keeps_the_outranked_query(tmp_path):
+    settings = _settings(tmp_path, round_trip_k=2, keep_candidates=4)
+    summary = ReMixer(settings, llm=ScriptedLLM(), concurrency=2).run([_round_trip_source()])
+    assert summary["totals"]["round_trip"]["retriever_miss"] == 0
+    assert summary["totals"]["round_trip"]["kept"] == 3  # area now leads back (rank 2) and REL-geometry agrees
+
+
+def test_offline_seeds_can_hold_out_the_ood_validation(champ_rows_once):
+    from reasonembed_rag.evaluation.offline import champ_hints, champ_ood_rows
+
+    validation, training, held_out = champ_ood_rows()
+    (source,) = load_sources("offline", hold_out_ood=True)
+    ids = {seed.id for seed in source.seeds}
+    assert not ids & set(held_out) and not set(source.corpus) & set(held_out)
+    assert not ids & {f"train_problem:{row['id']}" for row in validation}
+    train = {f"train_problem:{row['id']}": row for row in champ_rows_once[0]["train"]}
+    problems = [seed for seed in source.seeds if seed.id.startswith("train_problem:")]
+    assert len(problems) == len(train) - len(validation)
+    for seed in problems:
+        row = train[seed.id]
+        assert seed.corpus_id is None and set(seed.targets) == set(row["gold_ids"]) & set(source.corpus)
+        assert all(hint in (seed.reasoning or "") for hint in champ_hints(row["id"]))
+    assert sum(bool(seed.targets) for seed in problems) == len(training)
+    concepts = [seed for seed in source.seeds if seed.corpus_id is not None]
+    assert concepts and all(seed.round_trip_targets == (seed.corpus_id,) for seed in concepts)
+
+
+def test_wordnet_seeds_span_other_fields_and_respect_the_hold_out():
+    from reasonembed_rag.training.remixer.wordnet import WORDNET_TASK, names_in, wordnet_documents
+
+    documents = wordnet_documents()
+    assert len(documents) > 500
+    fields = {text.split(" (", 1)[1].split(")", 1)[0] for text in documents.values()}
+    assert {"mathematics", "statistics", "physics", "chemistry", "computer science", "scientific law"} <= fields
+    (source,) = load_sources("wordnet", max_seeds=5)
+    assert source.task == WORDNET_TASK and len(source.seeds) == 5 and source.corpus == documents
+    assert all(seed.corpus_id == seed.id for seed in source.seeds)  # each seed leads back to itself
+    (held,) = load_sources("wordnet", hold_out_ood=True)
+    from reasonembed_rag.evaluation.offline import champ_ood_rows, champ_rows
+
+    texts = [row["content"] for row in champ_rows()[1] if row["id"] in set(champ_ood_rows()[2])]
+    assert names_in(documents, texts) and not names_in(held.corpus, texts)
+    with pytest.raises(ValueError, match="hold_out_ood"):
+        load_sources("some/folder", hold_out_ood=True)

@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--seeds",
         required=True,
-        help="'offline' (the offline CHAMP task's train side), a BRIGHT-layout folder (each task's "
-        "documents minus the gold documents of its queries), or a JSONL file of {id, content}.",
+        help="'offline' (the offline CHAMP task's train side), 'wordnet' (WordNet definitions of maths, statistics, "
+        "physics, chemistry and computer-science concepts, scientific laws and equations), a BRIGHT-layout folder "
+        "(each task's documents minus the gold documents of its queries), or a JSONL file of {id, content}.",
     )
     data.add_argument(
         "--tasks",
@@ -82,13 +83,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-chars",
         type=int,
         default=None,
-        help="Shortest seed document in characters (default 200; 16 for --seeds offline).",
+        help="Shortest seed document in characters (default 200; 16 for --seeds offline or wordnet).",
     )
     data.add_argument("--max-chars", type=int, default=5000, help="Longest seed document in characters.")
     data.add_argument("--max-seeds", type=int, default=None, help="Seeds per task (default all).")
     data.add_argument("--queries-per-seed", type=int, default=1, help="Queries generated from each seed.")
     data.add_argument("--seed", type=int, default=42, help="Seed for sampling seeds, lengths and difficulties.")
     data.add_argument("--prompts", default=None, help="JSON file overlaid on the packaged prompts.json.")
+    data.add_argument(
+        "--hold-out-ood",
+        action="store_true",
+        help="With --seeds offline or wordnet: leave out everything the out-of-domain validation champ_concepts_ood "
+        "holds out (its problems seed nothing; its held-out concepts are neither seeds nor candidates; WordNet "
+        "definitions naming one are dropped).",
+    )
     data.add_argument(
         "--train-side-rows",
         action="store_true",
@@ -142,6 +150,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the mean over the query's candidates first; removes a small model's constant bias to one digit).",
     )
     stages.add_argument("--positive-threshold", type=int, default=3, help="Scores >= this are positives.")
+    stages.add_argument(
+        "--round-trip",
+        type=int,
+        default=0,
+        metavar="K",
+        help="Round-trip consistency filter (0: off): keep a query only when --round-trip-retriever ranks its seed "
+        "document (a CHAMP problem seed: one of its gold concepts) in the top K of the corpus AND the annotator "
+        "scores that document >= --positive-threshold; it becomes the row's positive, the candidates scored below "
+        "the threshold its negatives (the ones scored above are masked). Verdicts: work/<task>/round_trip.jsonl.",
+    )
+    stages.add_argument(
+        "--round-trip-retriever",
+        default="bm25",
+        help="The filter's independent retriever: 'bm25' (default) or an encoder alias / model folder, never the "
+        "model being trained.",
+    )
     stages.add_argument("--chunk-size", type=int, default=16, help="Seeds taken through all stages together.")
     stages.add_argument("--no-progress", action="store_true", help="No progress bars.")
 
@@ -188,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             max_chars=args.max_chars,
             max_seeds=args.max_seeds,
             seed=args.seed,
+            hold_out_ood=args.hold_out_ood,
         )
         settings = SynthesisSettings(
             output=args.output,
@@ -200,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
             annotation_style=style,
             positive_threshold=args.positive_threshold,
             logit_calibration=args.logit_calibration,
+            round_trip_k=args.round_trip,
+            round_trip_retriever=args.round_trip_retriever,
             chunk_size=args.chunk_size,
             show_progress=not args.no_progress,
         )
@@ -270,6 +297,14 @@ def _report(summary: dict[str, Any], output: Path) -> None:
         f"  annotations: {annotate['scored']} scored, {annotate['unparseable']} unparseable, "
         f"scores{calibrated} {annotate.get('scores', {})}"
     )
+    if summary["settings"].get("round_trip_k"):
+        trip = totals["round_trip"]
+        print(
+            f"  round trip (top {summary['settings']['round_trip_k']} of {summary['settings']['round_trip_retriever']}"
+            f" + annotator): {trip['kept']} kept of {trip['checked']}; dropped: {trip['retriever_miss']} missed by "
+            f"the retriever, {trip['annotator_disagrees']} not confirmed by the annotator, {trip['no_target']} "
+            "without a target"
+        )
     print(
         f"  labels: {label['rows']} rows, {label['no_positive']} without a positive, {label['no_negative']} "
         f"without a negative, {label['no_reasoning']} without reasoning"

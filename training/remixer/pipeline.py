@@ -11,7 +11,12 @@ all its items:
 3. relevance annotation, pointwise 1-5 in ``<score>`` tags (or from the score token's logits, in-process);
 4. labels: score >= 3 positive, 1-2 hard negative, unparseable skipped; queries with no positive or no negative
    are dropped; the survivors get a reasoning query (the query expanded with the LLM's reasoning about the knowledge
-   it needs) and become training rows ``{prompt, query, reasoning_query, pos, neg}``.
+   it needs, or the seed's human reasoning when it has some) and become training rows
+   ``{prompt, query, reasoning_query, pos, neg}``.
+
+With the round-trip consistency filter (``round_trip_k``, :mod:`.stages.roundtrip`), an independent retriever must
+rank the query's seed (or target) in its top K after stage 2, only those queries are annotated, the annotator must
+agree on that document after stage 3, and stage 4 labels the kept queries with it as the positive.
 
 Files under ``OUTPUT``::
 
@@ -20,6 +25,7 @@ Files under ``OUTPUT``::
     work/<task>/clean.jsonl        stage 0                   work/<task>/annotations.jsonl  stage 3
     work/<task>/queries.jsonl      stage 1                   work/<task>/reasoning.jsonl    reasoning queries
     work/<task>/labels.jsonl       stage 4 (dropped queries; kept ones are the training rows)
+    work/<task>/round_trip.jsonl   the round-trip filter's verdict per query (with ranks and scores)
     summary.json                   counts per stage and task, token usage, speed
 
 Every file is append-only and keyed by a content hash (:mod:`training.remixer.records`): a killed run resumes where
@@ -50,6 +56,7 @@ from .stages.context import LLMRequests, RunState, StageBars, SynthesisAborted, 
 from .stages.generate import generate_queries
 from .stages.label import label_queries
 from .stages.mine import mine_candidates
+from .stages.roundtrip import VERDICTS, check_agreement, check_retrieval, target_pairs
 
 __all__ = ["ReMixer", "SynthesisAborted", "SynthesisSettings"]
 
@@ -129,16 +136,27 @@ class ReMixer:
         context = TaskContext(run, source, prompts, files, StageBars(source.task, self.settings.show_progress))
         try:
             size = self.settings.chunk_size
-            for start in range(0, len(source.seeds), size):
-                chunk = source.seeds[start : start + size]
+            seeds = source.seeds
+            if self.settings.round_trip_k:  # a seed with no document to lead back to cannot pass the filter
+                seeds = [seed for seed in seeds if seed.round_trip_targets]
+            for start in range(0, len(seeds), size):
+                chunk = seeds[start : start + size]
                 with run.timed("clean"):
                     kept = clean_seeds(context, chunk)
                 with run.timed("generate"):
                     queries = generate_queries(context, kept)
                 with run.timed("mine"):
                     mine_candidates(context, queries)
-                with run.timed("annotate"):
-                    annotate_candidates(context, queries)
+                if self.settings.round_trip_k:
+                    with run.timed("round_trip"):
+                        passed = check_retrieval(context, queries)
+                    with run.timed("annotate"):
+                        annotate_candidates(context, passed, extra=target_pairs(context, passed))
+                    with run.timed("round_trip"):
+                        check_agreement(context, passed)
+                else:
+                    with run.timed("annotate"):
+                        annotate_candidates(context, queries)
                 with run.timed("label"):
                     label_queries(context, queries)
         finally:
@@ -156,6 +174,7 @@ class ReMixer:
         histogram = Counter(str(row["score"]) for row in annotations if row["status"] == "ok")
         reasoning = list(files.reasoning)
         labels = Counter(row["status"] for row in files.labels)
+        verdicts = Counter(row["status"] for row in files.round_trip)
         clean = Counter(row["verdict"] for row in files.clean)
         return {
             "instruction": source.instruction,
@@ -186,9 +205,15 @@ class ReMixer:
                 "unparseable": sum(1 for row in annotations if row["status"] != "ok"),
                 "scores": {str(score): histogram[str(score)] for score in range(1, 6)},
             },
+            "round_trip": {
+                "seeds_without_target": sum(1 for seed in source.seeds if not seed.round_trip_targets),
+                "checked": sum(verdicts.values()),
+                **{verdict: verdicts[verdict] for verdict in VERDICTS},
+            },
             "reasoning": {
                 "replies": len(reasoning),
                 "ok": sum(1 for row in reasoning if row["status"] == "ok"),
+                "human": sum(1 for row in reasoning if row.get("source") == "human"),
                 "malformed": sum(1 for row in reasoning if row["status"] != "ok"),
             },
             "label": {
@@ -204,7 +229,7 @@ class ReMixer:
     def _summary(self, per_task: dict[str, Any], seconds: float) -> dict[str, Any]:
         totals: dict[str, Any] = {}
         for task_summary in per_task.values():
-            for stage in ("clean", "generate", "mine", "annotate", "reasoning", "label"):
+            for stage in ("clean", "generate", "mine", "round_trip", "annotate", "reasoning", "label"):
                 bucket = totals.setdefault(stage, {})
                 for name, value in task_summary[stage].items():
                     if isinstance(value, int):
@@ -227,6 +252,8 @@ class ReMixer:
                 "annotation": "logits" if self.annotator is not None else self.settings.annotation_style,
                 "logit_calibration": self.settings.logit_calibration,
                 "positive_threshold": self.settings.positive_threshold,
+                "round_trip_k": self.settings.round_trip_k,
+                "round_trip_retriever": self.settings.round_trip_retriever if self.settings.round_trip_k else None,
                 "concurrency": self.concurrency,
                 "prompts": self.prompts.source,
                 **self.run_info,

@@ -7,8 +7,14 @@ Three seed sources, one :class:`TaskSource` per task:
   is the task's documents;
 * a JSONL file of ``{"id", "content"}`` rows (one task, named by ``--tasks``): seeds and corpus are its rows;
 * ``offline``: the offline CHAMP task's TRAIN side (:mod:`reasonembed_rag.evaluation.offline`). Seeds are the
-  CHAMP concepts that are gold for no TEST query, plus each TRAIN problem written out with its worked solution;
-  the corpus is the 89 concepts (the retrieval targets of the task). Nothing of the test side seeds synthesis.
+  CHAMP concepts that are gold for no TEST query, plus each TRAIN problem written out with its worked solution
+  (its targets are its gold concepts, its reasoning CHAMP's human hints and solution); the corpus is the 89
+  concepts (the retrieval targets of the task). Nothing of the test side seeds synthesis. ``hold_out_ood`` also
+  leaves out the out-of-domain validation (``champ_concepts_ood``): its problems seed nothing and its held-out
+  concepts are neither seeds nor in the corpus;
+* ``wordnet``: definitions of domain concepts from WordNet 3.0 (:mod:`.wordnet`: mathematics, statistics, physics,
+  chemistry, computer science, scientific laws and equations), so the skill is seen beyond CHAMP's concepts; the
+  corpus is the same definitions.
 
 Any source can also drop the gold documents of other evaluation tasks (``exclude_gold``). Seeds keep documents of
 ``min_chars``-``max_chars`` characters, one per distinct content (hash), sampled in a fixed order so that a larger
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reasonembed_rag.evaluation.data import TaskDataError, load_documents
@@ -27,6 +33,7 @@ from reasonembed_rag.evaluation.data import TaskDataError, load_documents
 from .records import content_hash
 
 OFFLINE = "offline"
+WORDNET = "wordnet"
 DEFAULT_MIN_CHARS = 200
 DEFAULT_MAX_CHARS = 5000
 OFFLINE_MIN_CHARS = 16
@@ -48,6 +55,17 @@ class Seed:
     """Content hash: seeds are unique by it, and so is everything made from them."""
     corpus_id: str | None = None
     """The same document's id in the candidate corpus (excluded from its queries' candidates), if it is there."""
+    targets: tuple[str, ...] = ()
+    """Corpus ids its queries should retrieve when the seed itself is not in the corpus (a CHAMP problem's gold
+    concepts); checked by the round-trip filter (:mod:`.stages.roundtrip`)."""
+    reasoning: str | None = None
+    """Human reasoning about the seed (CHAMP's hints and worked solution): its queries' reasoning query uses it
+    instead of asking the LLM."""
+
+    @property
+    def round_trip_targets(self) -> tuple[str, ...]:
+        """The corpus documents a query from this seed must find: its own, else its ``targets``."""
+        return (self.corpus_id,) if self.corpus_id is not None else self.targets
 
 
 @dataclass
@@ -219,6 +237,10 @@ def folder_sources(
     return sources
 
 
+PROBLEM_PREFIX = "train_problem:"
+"""Seed ids of CHAMP TRAIN problems: ``train_problem:<problem id>``."""
+
+
 def offline_documents() -> tuple[list[tuple[str, str]], dict[str, str], set[str]]:
     """(seed documents, concept corpus, test gold ids) of the offline CHAMP task, from the train side only."""
     from reasonembed_rag.evaluation.offline import champ_rows
@@ -229,20 +251,47 @@ def offline_documents() -> tuple[list[tuple[str, str]], dict[str, str], set[str]
     seeds = [(doc_id, content) for doc_id, content in corpus.items()]
     for row in examples["train"]:
         worked = f"Problem: {row['query']}\nSolution: {row['reasoning']}" if row.get("reasoning") else row["query"]
-        seeds.append((f"train_problem:{row['id']}", worked))
+        seeds.append((f"{PROBLEM_PREFIX}{row['id']}", worked))
     return seeds, corpus, test_gold
 
 
+def _problem_facts(corpus: dict[str, str]) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """{seed id: (gold concepts in ``corpus``, CHAMP's hints + worked solution)} of the TRAIN problems."""
+    from reasonembed_rag.evaluation.offline import champ_hints, champ_rows
+
+    facts = {}
+    for row in champ_rows()[0]["train"]:
+        reasoning = " ".join([*champ_hints(row["id"]), row.get("reasoning") or ""]).strip()
+        gold = tuple(doc for doc in row["gold_ids"] if doc in corpus)
+        facts[f"{PROBLEM_PREFIX}{row['id']}"] = (gold, reasoning or None)
+    return facts
+
+
 def offline_sources(
-    *, exclude: set[str], corpus_path: Path | None, instruction: str | None, selection: SeedSelection
+    *,
+    exclude: set[str],
+    corpus_path: Path | None,
+    instruction: str | None,
+    selection: SeedSelection,
+    hold_out_ood: bool = False,
 ) -> list[TaskSource]:
-    """The offline CHAMP train side as one task, ``champ_concepts_train``."""
-    from reasonembed_rag.evaluation.offline import CHAMP_TRAIN_TASK
+    """The offline CHAMP train side as one task, ``champ_concepts_train`` (see the module docstring)."""
+    from reasonembed_rag.evaluation.offline import CHAMP_TRAIN_TASK, champ_ood_rows
 
     documents, corpus, test_gold = offline_documents()
     if corpus_path:
         corpus = read_documents_jsonl(corpus_path)
-    seeds, stats = selection.select(documents, task=CHAMP_TRAIN_TASK, exclude_ids=exclude | test_gold, corpus=corpus)
+    banned = exclude | test_gold
+    if hold_out_ood:
+        validation, _, held_out = champ_ood_rows()
+        banned |= set(held_out) | {f"{PROBLEM_PREFIX}{row['id']}" for row in validation}
+        corpus = {doc_id: text for doc_id, text in corpus.items() if doc_id not in held_out}
+    seeds, stats = selection.select(documents, task=CHAMP_TRAIN_TASK, exclude_ids=banned, corpus=corpus)
+    facts = _problem_facts(corpus)
+    seeds = [
+        replace(seed, targets=facts[seed.id][0], reasoning=facts[seed.id][1]) if seed.id in facts else seed
+        for seed in seeds
+    ]
     return [TaskSource(CHAMP_TRAIN_TASK, instruction or _instruction_for(CHAMP_TRAIN_TASK), seeds, corpus, stats)]
 
 
@@ -257,11 +306,12 @@ def load_sources(
     max_chars: int = DEFAULT_MAX_CHARS,
     max_seeds: int | None = None,
     seed: int = 42,
+    hold_out_ood: bool = False,
 ) -> list[TaskSource]:
     """Resolve ``--seeds`` into one :class:`TaskSource` per task.
 
     Args:
-        seeds: ``offline``, a BRIGHT-layout folder, or a JSONL file of ``{id, content}``.
+        seeds: ``offline``, ``wordnet``, a BRIGHT-layout folder, or a JSONL file of ``{id, content}``.
         tasks: Tasks to use from a folder (default all); for a JSONL file, exactly one name (its prompts and
             instruction are looked up by it).
         corpus: A JSONL file of ``{id, content}`` to mine candidates from instead of the source's own documents.
@@ -271,18 +321,32 @@ def load_sources(
         max_chars: Longest seed kept.
         max_seeds: Seeds per task (default all).
         seed: Sampling seed.
+        hold_out_ood: With ``offline`` (and ``wordnet``, whose definitions naming a held-out concept are dropped):
+            leave out everything the out-of-domain validation ``champ_concepts_ood`` holds out.
     """
+    if hold_out_ood and str(seeds) not in (OFFLINE, WORDNET):
+        raise SeedError(f"hold_out_ood applies to --seeds offline or wordnet only, not {seeds!r}.")
     excluded: set[str] = set()
     for root in exclude_gold:
         excluded |= gold_ids(root)
     corpus_path = Path(corpus) if corpus else None
     offline = str(seeds) == OFFLINE
-    default_min = OFFLINE_MIN_CHARS if offline else DEFAULT_MIN_CHARS
+    default_min = OFFLINE_MIN_CHARS if offline or str(seeds) == WORDNET else DEFAULT_MIN_CHARS
     selection = SeedSelection(default_min if min_chars is None else min_chars, max_chars, max_seeds, seed)
     if offline:
         if tasks and list(tasks) not in (["champ_concepts_train"], ["champ_concepts"]):
             raise SeedError(f"--seeds offline provides the task champ_concepts_train only, not {', '.join(tasks)}.")
-        return offline_sources(exclude=excluded, corpus_path=corpus_path, instruction=instruction, selection=selection)
+        return offline_sources(
+            exclude=excluded,
+            corpus_path=corpus_path,
+            instruction=instruction,
+            selection=selection,
+            hold_out_ood=hold_out_ood,
+        )
+    if str(seeds) == WORDNET:
+        from .wordnet import wordnet_source
+
+        return [wordnet_source(selection, instruction=instruction, exclude=excluded, hold_out_ood=hold_out_ood)]
     path = Path(seeds)
     if path.is_dir():
         return folder_sources(
@@ -299,4 +363,4 @@ def load_sources(
         task = tasks[0]
         chosen, stats = selection.select(documents.items(), task=task, exclude_ids=excluded, corpus=corpus_documents)
         return [TaskSource(task, instruction or _instruction_for(task), chosen, corpus_documents, stats)]
-    raise SeedError(f"--seeds {seeds!r}: not 'offline', a folder in the BRIGHT layout, or a JSONL file.")
+    raise SeedError(f"--seeds {seeds!r}: not 'offline', 'wordnet', a folder in the BRIGHT layout, or a JSONL file.")

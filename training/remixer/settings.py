@@ -50,6 +50,13 @@ class SynthesisSettings:
     """Sampling temperature of annotation replies (0: greedy, reproducible; None: the LLM config's)."""
     document_characters: int = 6000
     """Documents longer than this are cut in annotation prompts (seeds are already bounded by ``max_chars``)."""
+    round_trip_k: int = 0
+    """Round-trip consistency filter (:mod:`training.remixer.stages.roundtrip`; 0: off): keep a query only when
+    ``round_trip_retriever`` ranks its seed (or one of the seed's targets) in its top ``round_trip_k`` of the corpus
+    and the annotator scores that document at least ``positive_threshold``."""
+    round_trip_retriever: str = "bm25"
+    """The independent retriever of the round-trip filter: ``bm25`` or an encoder alias / model folder (never the
+    model being trained)."""
     max_consecutive_failures: int = 10
     show_progress: bool = True
 
@@ -59,6 +66,8 @@ class SynthesisSettings:
             raise ValueError(
                 f"annotation_style must be one of {', '.join(ANNOTATION_STYLES)}, got {self.annotation_style!r}."
             )
+        if self.round_trip_k < 0:
+            raise ValueError(f"round_trip_k must be 0 (off) or a positive rank, got {self.round_trip_k}.")
         if self.logit_calibration not in LOGIT_CALIBRATIONS:
             raise ValueError(
                 f"logit_calibration must be one of {', '.join(LOGIT_CALIBRATIONS)}, got {self.logit_calibration!r}."

@@ -31,11 +31,11 @@ def candidate_pairs(ctx: TaskContext, queries: list[SyntheticQuery]) -> list[Pai
     return pairs
 
 
-def annotate_candidates(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
-    """Score every pair of ``queries`` that has no annotation yet."""
+def annotate_candidates(ctx: TaskContext, queries: list[SyntheticQuery], extra: list[Pair] | None = None) -> None:
+    """Score every pair of ``queries`` (and the ``extra`` pairs: the round-trip targets) that has no annotation yet."""
     settings = ctx.settings
     annotator = ctx.run.annotator
-    pairs = candidate_pairs(ctx, queries)
+    pairs = list({pair[2]: pair for pair in [*(extra or []), *candidate_pairs(ctx, queries)]}.values())
     todo = [pair for pair in pairs if pair[2] not in ctx.files.annotations]
     ctx.bars.grow("annotate", len(pairs))
     ctx.bars.step("annotate", len(pairs) - len(todo))

@@ -23,7 +23,7 @@ from ..settings import SynthesisSettings
 
 logger = logging.getLogger(__name__)
 
-STAGE_NAMES = ("clean", "generate", "mine", "annotate", "label", "reasoning")
+STAGE_NAMES = ("clean", "generate", "mine", "round_trip", "annotate", "label", "reasoning")
 REPLY_KEPT_CHARACTERS = 2000
 """Malformed replies are stored (cut to this length) so that prompts can be improved from them."""
 
@@ -143,6 +143,7 @@ class TaskFiles:
     reasoning: JsonlLog
     labels: JsonlLog
     train: JsonlLog
+    round_trip: JsonlLog
 
     @classmethod
     def open(cls, output: Path, task: str) -> TaskFiles:
@@ -158,12 +159,23 @@ class TaskFiles:
             train=JsonlLog(
                 output / "train" / f"{task}.jsonl", key=None, key_of=lambda row: content_hash(task, row["query"])
             ),
+            round_trip=JsonlLog(work / "round_trip.jsonl"),
         )
 
     def all(self) -> dict[str, JsonlLog]:
         return {
             name: getattr(self, name)
-            for name in ("seeds", "clean", "queries", "candidates", "annotations", "reasoning", "labels", "train")
+            for name in (
+                "seeds",
+                "clean",
+                "queries",
+                "candidates",
+                "annotations",
+                "reasoning",
+                "labels",
+                "train",
+                "round_trip",
+            )
         }
 
 
@@ -215,6 +227,9 @@ class TaskContext:
         self.corpus_hashes = {doc_id: content_hash(text) for doc_id, text in source.corpus.items()}
         self.query_hashes = {record["query_hash"] for record in files.queries if record["status"] == "ok"}
         self._retriever: Retriever | None = None
+        self._checker: Retriever | None = None
+        self.round_trip_ranks: dict[str, dict[str, int]] = {}
+        """{query hash: {target id: rank}} of the queries that passed the round-trip retrieval check this run."""
 
     def retriever(self) -> Retriever:
         """The candidate miner over this task's corpus, built on first use."""
@@ -223,3 +238,11 @@ class TaskContext:
                 self.settings.miner, self.source.corpus, instruction=self.source.instruction, encoder=self.run.encoder
             )
         return self._retriever
+
+    def checker(self) -> Retriever:
+        """The round-trip filter's independent retriever over this task's corpus, built on first use."""
+        if self._checker is None:
+            self._checker = make_retriever(
+                self.settings.round_trip_retriever, self.source.corpus, instruction=self.source.instruction
+            )
+        return self._checker

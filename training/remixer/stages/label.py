@@ -13,7 +13,13 @@ from .reasoning import write_reasoning
 
 
 def label_queries(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
-    """Label every fully annotated query not labelled yet; write the training rows."""
+    """Label every fully annotated query not labelled yet; write the training rows.
+
+    With the round-trip filter on, only its kept queries are labelled, with its positives and negatives
+    (:func:`.roundtrip.round_trip_labels`).
+    """
+    from .roundtrip import round_trip_labels
+
     threshold = ctx.settings.positive_threshold
     labelled: list[tuple[SyntheticQuery, list[str], list[str]]] = []
     ctx.bars.grow("label", len(queries))
@@ -29,6 +35,16 @@ def label_queries(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
             ctx.files.annotations.get(content_hash(digest, ctx.corpus_hashes[doc_id]))
             for doc_id in mined["candidates"]
         ]
+        if ctx.settings.round_trip_k:
+            decided = round_trip_labels(ctx, query)
+            if decided is not None and decided[1]:
+                labelled.append((query, decided[0], decided[1]))
+            elif decided is not None:
+                ctx.files.labels.append(
+                    {"key": digest, "status": "no_negative", "positives": len(decided[0]), "negatives": 0}
+                )
+                ctx.bars.step("label")
+            continue  # dropped by the round-trip filter (counted there), or not decided yet
         if any(annotation is None for annotation in annotations):
             continue  # a failed request: a later run annotates it, then labels the query
         scores = label_scores(
