@@ -815,39 +815,149 @@ def test_comparison_with_the_real_local_server(local_server, tmp_path):
     print(json.dumps(row))
 
 
-@pytest.mark.slow
-def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, tmp_path):
-    """`reasonembed-rag demo`: both frameworks agree with direct search; the robustness summary and the agent
-    comparison (its LLM taken from OPENAI_* like a user's endpoint) land in the same report."""
+# ----------------------------------------------------------------------------------- the demo's comparison
+
+
+def test_bootstrap_interval_and_paired_test_on_known_samples():
+    from reasonembed_rag.evaluation.stats import bootstrap_ci, compare_cells, paired_test
+
+    half = [0.0, 1.0] * 50  # mean 0.5, standard error 0.05: the 95% interval is about 0.5 +- 0.1
+    low, high = bootstrap_ci(half)
+    assert 0.38 < low < 0.45 and 0.55 < high < 0.62
+    assert bootstrap_ci(half) == (low, high)  # seeded: a report is reproducible
+    wide = bootstrap_ci(half[:20])
+    assert wide[0] < low and wide[1] > high  # fewer queries, wider interval
+    assert bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
+    assert paired_test(half, half) == 1.0
+    better = [v + 0.1 + 0.01 * (i % 3) for i, v in enumerate(half)]
+    assert paired_test(better, half) < 1e-6
+    noisy = [v + (0.05 if i % 2 else -0.05) for i, v in enumerate(half[::-1])]
+    assert paired_test(noisy, half) > 0.05
+    with pytest.raises(ValueError, match="equally long"):
+        paired_test([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="at least one value"):
+        bootstrap_ci([])
+    cells = compare_cells(
+        {"base": dict(enumerate(half)), "better": dict(enumerate(better)), "same": dict(enumerate(half))}, "base"
+    )
+    assert "p" not in cells["base"] and cells["better"]["significant"] and not cells["same"]["significant"]
+    assert cells["better"]["delta"] == pytest.approx(0.1099) and cells["better"]["queries"] == 100
+
+
+def test_comparison_cells_on_real_runs(shared_minilm, comparison_chroma, tmp_path):
+    """MiniLM and BM25 on the real offline tasks: the hybrid made from their runs ranks exactly as the runner's own
+    hybrid path; every cell carries its interval; the best pipeline is chosen on the validation."""
+    from reasonembed_rag.evaluation import comparison
+    from reasonembed_rag.evaluation.data import load_folder_task
+    from reasonembed_rag.evaluation.offline import CHAMP_OOD_TASK, CHAMP_TASK, build_offline_tasks
+    from reasonembed_rag.evaluation.runner import evaluate_bm25, evaluate_dense
+
+    root = build_offline_tasks(tmp_path / "data")
+    cells = []
+    for name in (CHAMP_TASK, CHAMP_OOD_TASK):
+        task = load_folder_task(root, name)
+        lexical, dense = evaluate_bm25(task), evaluate_dense(task, shared_minilm, chroma=comparison_chroma)
+        fused = comparison.fused(task, dense, lexical)
+        reference = evaluate_dense(task, shared_minilm, chroma=comparison_chroma, hybrid="bm25")
+        assert fused.model == reference.model and fused.per_query == reference.per_query
+        cells += [
+            comparison.Cell("bm25", "alone", lexical),
+            comparison.Cell("minilm-l6", "alone", dense),
+            comparison.Cell("minilm-l6", "+hybrid", fused),
+        ]
+    rows = comparison.compare(cells, "minilm-l6")
+    assert [(r["task"], r["pipeline"]) for r in rows] == [
+        (t, p) for t in (CHAMP_TASK, CHAMP_OOD_TASK) for p in ("bm25", "minilm-l6", "minilm-l6+hybrid")
+    ]
+    for row, cell in zip(rows, cells, strict=True):
+        assert row["queries"] == (109 if row["task"] == CHAMP_TASK else 42)
+        assert row["mean"] == pytest.approx(cell.result.metrics["ndcg@10"])
+        assert row["ci_low"] < row["mean"] < row["ci_high"] and row["ci_high"] - row["ci_low"] < 0.3
+        assert ("p" in row) == (row["pipeline"] != "minilm-l6")
+    bm25_test = rows[0]
+    assert bm25_test["delta"] < 0 and bm25_test["significant"] is (bm25_test["p"] < 0.05)
+    best = comparison.best_pipeline(rows, CHAMP_OOD_TASK, variants=("alone", "+hybrid"))
+    assert best["task"] == CHAMP_OOD_TASK
+    assert best["mean"] == max(r["mean"] for r in rows if r["task"] == CHAMP_OOD_TASK)
+    table = comparison.markdown_tables(rows, {CHAMP_TASK: "Test side"})
+    assert "**Test side** (109 queries)" in table and f"**{CHAMP_OOD_TASK}** (42 queries)" in table
+    assert "| model | alone | +hybrid |" in table and "| `bm25` |" in table and "+expansion" not in table
+    dense = rows[1]
+    assert f"{100 * dense['mean']:.1f} [{100 * dense['ci_low']:.1f}, {100 * dense['ci_high']:.1f}]" in table
+    comparison.plot(rows, tmp_path / "comparison.png")
+    assert (tmp_path / "comparison.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="appears twice"):
+        comparison.compare(cells + cells[:1], "minilm-l6")
+
+
+def test_demo_without_llm_compares_both_task_sides(shared_minilm, comparison_chroma, tmp_path):
+    """`reasonembed-rag demo` without an LLM: the comparison on both sides, the pipeline chosen on the validation
+    through all three paths (agreeing), the report and the plot; no LLM is started."""
     from reasonembed_rag.cli.demo import run_demo
 
-    endpoint = endpoint_factory(comparison_reply(champ_gold_answers(1)))
+    missing = str(tmp_path / "no-such-model")
+    payload = run_demo(
+        tmp_path / "out",
+        models=("minilm-l6", missing),
+        chroma=str(comparison_chroma),
+        agent_questions=0,
+        robustness=False,
+        expansion=False,
+        quiet=True,
+    )
+    assert payload["tasks"] == {
+        "champ_concepts": {"queries": 109, "documents": 89},
+        "champ_concepts_ood": {"queries": 42, "documents": 89},
+    }
+    assert {(r["task"], r["pipeline"]) for r in payload["comparison"]} == {
+        (t, p) for t in ("champ_concepts", "champ_concepts_ood") for p in ("bm25", "minilm-l6", "minilm-l6+hybrid")
+    }
+    best = payload["best_pipeline"]
+    ood = {r["pipeline"]: r["mean"] for r in payload["comparison"] if r["task"] == "champ_concepts_ood"}
+    assert best["chosen_on"] == "champ_concepts_ood" and best["pipeline"] in ("minilm-l6", "minilm-l6+hybrid")
+    assert best["validation_ndcg@10"] == max(ood[p] for p in ("minilm-l6", "minilm-l6+hybrid"))
+    assert payload["agreement"]["ok"]
+    assert [r["via"] for r in payload["results"]] == ["direct", "llamaindex", "langchain"]
+    assert {r["task"] for r in payload["results"]} == {"champ_concepts"}
+    assert missing in payload["skipped_models"] and payload["agents"] is None and payload["expansion"] is None
+    assert set(payload["phases"]) == {"BM25", "retrieval: minilm-l6", "three paths"} and payload["seconds"] > 0
+    out = tmp_path / "out"
+    assert json.loads((out / "results.json").read_text())["comparison"] == payload["comparison"]
+    report = (out / "report.md").read_text()
+    assert "**Test side: champ_concepts** (109 queries)" in report and "![Comparison](comparison.png)" in report
+    assert f"`{best['pipeline']}`" in report and "agree" in report and missing in report
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, tmp_path):
+    """`reasonembed-rag demo` with an LLM (taken from OPENAI_* like a user's endpoint): the robustness summary and the
+    agent comparison with the best pipeline (with intervals and paired tests) land in the same report."""
+    from reasonembed_rag.cli.demo import run_demo
+
+    endpoint = endpoint_factory(comparison_reply(champ_gold_answers(4)))
     monkeypatch.setenv("OPENAI_BASE_URL", endpoint.config.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "x")
     monkeypatch.setenv("OPENAI_MODEL", "scripted")
-    missing = "reasonembed-smollm2-135m-missing"
-    payload = run_demo(tmp_path, models=("minilm-l6", missing), agent_questions=1, quiet=True)
+    payload = run_demo(tmp_path, models=("minilm-l6",), agent_questions=4, expansion=False, quiet=True)
 
     assert payload["agreement"]["ok"]
-    assert {(r["model"], r["via"]) for r in payload["results"]} == {
-        ("bm25", "direct"),
-        ("minilm-l6", "direct"),
-        ("minilm-l6", "llamaindex"),
-        ("minilm-l6", "langchain"),
-    }
-    assert missing in payload["skipped_models"]
+    best = payload["best_pipeline"]["pipeline"]
+    agent_retriever = best.replace("+hybrid", "+bm25")
     assert [(r["agent"], r["retriever"]) for r in payload["agents"]["results"]] == [
-        (a, r) for a in ("llamaindex", "langchain") for r in ("minilm-l6", "bm25")
+        (a, r) for a in ("llamaindex", "langchain") for r in dict.fromkeys((agent_retriever, "minilm-l6", "bm25"))
     ]
-    assert all(r["questions"] == 1 and r["errors"] == 0 for r in payload["agents"]["results"])
+    for row in payload["agents"]["results"]:
+        assert row["questions"] == 4 and row["errors"] == 0 and row["accuracy"] == 1.0
+        assert row["recall_ci"][0] <= row["recall"] <= row["recall_ci"][1]
+        if row["retriever"] != agent_retriever:
+            assert row["versus"]["retriever"] == agent_retriever
+            assert set(row["versus"]["recall"]) == {"delta", "p", "significant", "n"}
     assert endpoint.requests, "the agents never called the configured endpoint"
     report = (tmp_path / "report.md").read_text()
-    assert "| champ_concepts | minilm-l6 | llamaindex |" in report
-    assert "| llamaindex | minilm-l6 |" in report and "(agents/agents.png)" in report
-    assert (tmp_path / "ndcg.png").stat().st_size > 5000
-    assert (tmp_path / "agents" / "agents.png").exists()
+    assert f"| llamaindex | {agent_retriever} |" in report and "(agents/agents.png)" in report
+    assert "significant" in report and "paired t-test" in report
     robustness = payload["robustness"]
     assert set(robustness["models"]) == {"bm25", "minilm-l6"}
     assert "## Robustness: query perturbations and corpus poisoning" in report and "(robustness.png)" in report
     assert (tmp_path / "robustness.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "results.json").read_text())["tasks"]["champ_concepts"]["documents"] == 89

@@ -1,39 +1,75 @@
-"""``reasonembed-rag demo``: the main job, offline, in minutes on a small CPU.
+"""``reasonembed-rag demo``: the main job, offline, in about ten minutes on a small CPU.
 
-Builds the offline reasoning tasks, indexes them into Chroma once per model, evaluates BM25 and each offline dense
-model through all three paths (direct, LlamaIndex, LangChain), checks that the framework paths agree with the
-direct reference, runs the robustness suite on a small budget (query perturbations, query-copy and HotFlip
-poisoning of a scratch copy of each collection), then the question-answering agents of ``demos/`` (LlamaIndex and
-LangChain, local SmolLM2 server) over the same collections with each retriever, and writes ``report.md``,
-``results.json``, ``ndcg.png``, ``robustness.png`` and ``agents/`` to the output folder.
+1. The comparison: BM25 and each offline dense model, alone and fused with BM25 (hybrid), and again with
+   LLM-expanded queries (test-time reasoning expansion), on the offline test side (``champ_concepts``) and the
+   out-of-domain validation (``champ_concepts_ood``); nDCG@10 with a bootstrap 95% interval per cell and a paired
+   test of each cell against ``minilm-l6`` alone (:mod:`reasonembed_rag.evaluation.comparison`). Each corpus is
+   embedded once per model (Chroma) and every variant reuses those vectors.
+2. The best pipeline, chosen on the validation only, through direct search, LlamaIndex and LangChain on the test
+   side, checking that the three agree.
+3. A bounded robustness summary (query perturbations, query-copy and HotFlip poisoning of a scratch collection copy).
+4. The question-answering agents of ``demos/`` (LlamaIndex and LangChain, a local SmolLM2 server answering many
+   questions at once) with the best pipeline against the baselines, with confidence intervals and paired tests.
+
+Writes ``report.md``, ``results.json`` (with the seconds each phase took), ``comparison.png``, ``robustness.png``
+and ``agents/`` to the output folder; LLM expansions are cached in ``expansions.jsonl`` and answers under
+``agents/cache``, so a rerun reuses them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.data import load_folder_task
-from ..evaluation.offline import OFFLINE_TASKS, build_offline_tasks
+from ..evaluation import comparison
+from ..evaluation.data import RetrievalTask, load_folder_task
+from ..evaluation.offline import CHAMP_OOD_TASK, CHAMP_TASK, build_offline_tasks
 from ..evaluation.report import format_table
-from ..evaluation.runner import VIAS, TaskResult, evaluate_bm25, evaluate_dense
-from ..llm import LLMChoice, add_llm_arguments, choose_llm_from_args
+from ..evaluation.runner import VIAS, TaskResult, collection_name, evaluate_bm25, evaluate_dense
+from ..llm import LLMChoice, add_llm_arguments, choose_llm, choose_llm_from_args
 from ..models import ModelNotAvailableError
 from ..retrieval import BM25
 
-DEFAULT_MODELS = ("minilm-l6", "smollm2-135m", "reasonembed-smollm2-135m")
-AGENT_RETRIEVERS = ("reasonembed-smollm2-135m", "minilm-l6", BM25.name)
-"""The agent comparison's retrievers (those among the demo's models): the project's ReasonEmbed model against the two
-baselines."""
-ROBUSTNESS_MODELS = (BM25.name, "minilm-l6", "reasonembed-smollm2-135m")
-"""The robustness summary's models (those among the demo's): lexical, encoder-only and LLM-based."""
-DEFAULT_AGENT_QUESTIONS = 3
-"""Questions per agent x retriever in the demo (each costs two small-LLM calls; about 5 minutes on 2 busy cores)."""
+DEFAULT_MODELS = ("minilm-l6", "reasonembed-minilm-l6", "reasonembed-smollm2-135m")
+"""The offline dense models: the MiniLM baseline and the project's two trained models. The raw ``smollm2-135m``
+backbone (``--models`` adds it) costs as much as the trained one to embed and scores far below both."""
+BASELINE = "minilm-l6"
+"""The strongest offline baseline: every comparison cell is tested against it alone."""
+TASKS = {CHAMP_TASK: "Test side: champ_concepts", CHAMP_OOD_TASK: "Out-of-domain validation: champ_concepts_ood"}
+"""The comparison's tasks and their titles; the best pipeline is chosen on the validation (the second) only."""
+AGENT_VARIANTS = ("alone", "+hybrid")
+"""Pipelines an agent can search with (the agents write their own query expansion, so '+expansion' is not one)."""
+ROBUSTNESS_MODELS = (BM25.name, "minilm-l6", "reasonembed-minilm-l6")
+"""The robustness summary's models (those among the demo's): lexical, the baseline and the project's model."""
+DEFAULT_AGENT_QUESTIONS = 30
+"""Test-side questions per agent x retriever (each costs two small-LLM calls, sent 16 at a time)."""
 AGREEMENT_TOLERANCE = 0.002
+
+
+class _Clock:
+    """Seconds per phase, printed as each phase ends (unless quiet), for the report and for finding waste."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self.last, 1)
+        self.last = now
+        if not self.quiet:
+            print(f"[demo {now - self.started:6.1f} s] {phase} done ({self.phases[phase]:.1f} s)", file=sys.stderr)
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
 
 
 def run_demo(
@@ -43,69 +79,160 @@ def run_demo(
     chroma: str | None = None,
     agent_questions: int = DEFAULT_AGENT_QUESTIONS,
     robustness: bool = True,
+    expansion: bool = True,
     llm: LLMChoice | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the demo and return what was written to ``results.json``.
 
-    ``agent_questions=0`` skips the agent comparison (which starts a local LLM server unless ``llm`` or
-    ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` name an endpoint); ``robustness=False`` skips the robustness summary.
+    ``expansion=False`` skips the expanded variants and ``agent_questions=0`` the agents (with both off no LLM
+    starts; otherwise a local LLM server starts once for both, unless ``llm`` or ``OPENAI_BASE_URL`` /
+    ``OPENAI_MODEL`` name an endpoint); ``robustness=False`` skips the robustness summary.
     """
     from ..encoder import ReasonEmbedEncoder
 
-    started = time.perf_counter()
+    clock = _Clock(quiet)
     output.mkdir(parents=True, exist_ok=True)
     data_root = build_offline_tasks(output / "data")
-    tasks = [load_folder_task(data_root, name) for name in OFFLINE_TASKS]
+    tasks = [load_folder_task(data_root, name) for name in TASKS]
     chroma = chroma or str(output / "chroma")
-    results: list[TaskResult] = [evaluate_bm25(task) for task in tasks]
+    lexical = {task.name: evaluate_bm25(task) for task in tasks}
+    cells = [comparison.Cell(BM25.name, "alone", lexical[task.name]) for task in tasks]
+    clock.lap("BM25")
     skipped: dict[str, str] = {}
     encoders: dict[str, Any] = {}
     for alias in models:
         try:
-            encoder = encoders[alias] = ReasonEmbedEncoder.from_pretrained(alias)
+            encoders[alias] = ReasonEmbedEncoder.from_pretrained(alias)
         except ModelNotAvailableError as error:
             skipped[alias] = str(error)
             continue
         for task in tasks:
-            for via in VIAS:
-                results.append(evaluate_dense(task, encoder, via=via, chroma=chroma, show_progress=not quiet))
-    agreement = _agreement(results)
-    robust = None
-    if robustness:
-        from ..robustness import QUICK, plot, run_robustness
+            collection = _collection(tasks, task, encoders[alias])
+            dense = evaluate_dense(
+                task, encoders[alias], chroma=chroma, collection=collection, show_progress=not quiet
+            )
+            cells.append(comparison.Cell(alias, "alone", dense))
+            cells.append(comparison.Cell(alias, "+hybrid", comparison.fused(task, dense, lexical[task.name])))
+        clock.lap(f"retrieval: {alias}")
+    with contextlib.ExitStack() as stack:
+        endpoint = None
+        if expansion or agent_questions > 0:
+            choice = llm or choose_llm()
+            endpoint = stack.enter_context(choice.open(announce=not quiet))
+            clock.lap("LLM start")
+        expansion_stats = None
+        if expansion:
+            assert endpoint is not None
+            expansion_stats = _expanded_cells(tasks, encoders, endpoint, output, chroma, cells, quiet)
+            clock.lap("expansion (generate, then every model)")
+        rows = comparison.compare(cells, BASELINE)
+        best = comparison.best_pipeline(rows, CHAMP_OOD_TASK, variants=AGENT_VARIANTS)
+        paths = _three_paths(tasks[0], best, encoders, chroma, quiet)
+        clock.lap("three paths")
+        robust = None
+        if robustness:
+            from ..robustness import QUICK, plot, run_robustness
 
-        loaded = {BM25.name: BM25(), **encoders}
-        chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
-        robust = run_robustness(tasks, chosen, chroma=chroma, show_progress=not quiet, **QUICK)
-        plot(robust, output / "robustness.png")
-    agents = None
-    if agent_questions > 0:
-        from reasonembed_rag.demos.compare import run_comparison
+            loaded = {BM25.name: BM25(), **encoders}
+            chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
+            robust = run_robustness(tasks[:1], chosen, chroma=chroma, show_progress=not quiet, **QUICK)
+            plot(robust, output / "robustness.png")
+            clock.lap("robustness")
+        agents = None
+        if agent_questions > 0:
+            from reasonembed_rag.demos.compare import run_comparison
 
-        agents = run_comparison(
-            output / "agents",
-            limit=agent_questions,
-            retrievers=tuple(name for name in AGENT_RETRIEVERS if name in (BM25.name, *models)),
-            chroma=chroma,
-            encoders=encoders,
-            llm=llm,
-            quiet=quiet,
-        )
+            assert endpoint is not None
+            retrievers = tuple(dict.fromkeys((_agent_retriever(best), BASELINE, BM25.name)))
+            agents = run_comparison(
+                output / "agents",
+                limit=agent_questions,
+                retrievers=tuple(name for name in retrievers if name.split("+")[0] in (BM25.name, *encoders)),
+                chroma=chroma,
+                encoders=encoders,
+                llm=endpoint.config,
+                quiet=quiet,
+            )
+            clock.lap("agents")
+    agreement = _agreement(paths)
     payload = {
         "tasks": {t.name: {"queries": len(t.queries), "documents": len(t.documents)} for t in tasks},
-        "results": [{"task": r.task, "model": r.model, "via": r.via, **r.summary()} for r in results],
+        "comparison": rows,
+        "best_pipeline": {
+            "pipeline": best["pipeline"],
+            "chosen_on": CHAMP_OOD_TASK,
+            "validation_ndcg@10": best["mean"],
+        },
+        "expansion": expansion_stats,
+        "results": [{"task": r.task, "model": r.model, "via": r.via, **r.summary()} for r in paths],
         "agreement": agreement,
         "skipped_models": skipped,
         "robustness": robust,
         "agents": agents,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
-        "seconds": round(time.perf_counter() - started, 1),
+        "phases": clock.phases,
+        "seconds": clock.total,
     }
     (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    _plot(results, output / "ndcg.png")
-    (output / "report.md").write_text(_report(results, payload, output))
+    comparison.plot(rows, output / "comparison.png", TASKS)
+    (output / "report.md").write_text(_report(paths, payload, output))
     return payload
+
+
+def _expanded_cells(
+    tasks: list[RetrievalTask],
+    encoders: dict[str, Any],
+    endpoint: Any,
+    output: Path,
+    chroma: str,
+    cells: list[comparison.Cell],
+    quiet: bool,
+) -> dict[str, Any]:
+    """Append the expanded cells (BM25, and each model alone and hybrid) to ``cells``; return the expansion's cost.
+
+    The sketches are generated once per query (cached in ``OUTPUT/expansions.jsonl``, resumable) and every model
+    reuses them."""
+    from ..expansion import QueryExpander
+
+    with QueryExpander(endpoint, cache=output / "expansions.jsonl", show_progress=not quiet) as expander:
+        lexical = {task.name: evaluate_bm25(task, expand=expander) for task in tasks}
+        cells += [comparison.Cell(BM25.name, "+expansion", lexical[task.name]) for task in tasks]
+        for alias, encoder in encoders.items():
+            for task in tasks:
+                collection = _collection(tasks, task, encoder)
+                dense = evaluate_dense(
+                    task, encoder, chroma=chroma, collection=collection, expand=expander, show_progress=not quiet
+                )
+                cells.append(comparison.Cell(alias, "+expansion", dense))
+                fused = comparison.fused(task, dense, lexical[task.name])
+                cells.append(comparison.Cell(alias, "+hybrid+expansion", fused))
+        return expander.summary()
+
+
+def _collection(tasks: list[RetrievalTask], task: RetrievalTask, encoder: Any) -> str:
+    """The first task's collection when ``task`` has the same corpus (the validation searches the same 89 concepts
+    as the test side), so each model embeds it once."""
+    same = next((first for first in tasks if first.documents == task.documents), task)
+    return collection_name(same, encoder)
+
+
+def _agent_retriever(best: dict[str, Any]) -> str:
+    """The agents' name for a pipeline (``demos.retrievers``: ``MODEL+bm25`` is the hybrid)."""
+    return best["model"] + ("+bm25" if best["variant"] == "+hybrid" else "")
+
+
+def _three_paths(
+    task: RetrievalTask, best: dict[str, Any], encoders: dict[str, Any], chroma: str, quiet: bool
+) -> list[TaskResult]:
+    """The best pipeline on the test side through each path (direct, LlamaIndex, LangChain)."""
+    if best["model"] == BM25.name:
+        return [evaluate_bm25(task)]
+    hybrid = "bm25" if best["variant"] == "+hybrid" else None
+    return [
+        evaluate_dense(task, encoders[best["model"]], via=via, chroma=chroma, hybrid=hybrid, show_progress=not quiet)
+        for via in VIAS
+    ]
 
 
 def _agreement(results: list[TaskResult]) -> dict[str, Any]:
@@ -121,53 +248,48 @@ def _agreement(results: list[TaskResult]) -> dict[str, Any]:
     return {"max_gap": worst, "tolerance": AGREEMENT_TOLERANCE, "ok": worst <= AGREEMENT_TOLERANCE, "rows": rows}
 
 
-def _plot(results: list[TaskResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{r.model}\n{r.via}" if r.model != BM25.name else r.model for r in results]
-    values = [100 * r.metrics["ndcg@10"] for r in results]
-    colours = {"direct": "#4c72b0", "llamaindex": "#dd8452", "langchain": "#55a868"}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(results)), 4.2))
-    bars = ax.bar(
-        range(len(results)), values, color=[colours[r.via] if r.model != BM25.name else "#8c8c8c" for r in results]
-    )
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set_xticks(range(len(results)), labels, fontsize=7, rotation=30, ha="right")
-    ax.set_ylabel("nDCG@10 (x100)")
-    tasks = sorted({r.task for r in results})
-    ax.set_title(f"Offline reasoning retrieval: {', '.join(tasks)}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _report(results: list[TaskResult], payload: dict[str, Any], output: Path) -> str:
+def _report(paths: list[TaskResult], payload: dict[str, Any], output: Path) -> str:
     agreement = payload["agreement"]
+    best = payload["best_pipeline"]
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in payload["phases"].items())
     lines = [
         "# reasonembed-rag demo report",
         "",
-        f"Machine: {payload['machine']}. Total time: {payload['seconds']} s.",
+        f"Machine: {payload['machine']}. Total time: {payload['seconds']} s ({phases}).",
         "",
-        "## Retrieval quality (offline tasks)",
+        "## Retrieval: each model alone, + hybrid, + expansion",
         "",
         "Tasks: "
         + ", ".join(
             f"{name} ({v['queries']} queries, {v['documents']} documents)" for name, v in payload["tasks"].items()
         )
-        + ". Scored like BRIGHT: excluded ids dropped, top 1000, pytrec_eval.",
+        + ". Scored like BRIGHT: excluded ids dropped, top 1000, pytrec_eval. Hybrid: 0.75 dense + 0.25 BM25, "
+        "min-max fusion. Expansion: the LLM's reasoning sketch appended to each query.",
         "",
-        format_table(results),
+        comparison.markdown_tables(payload["comparison"], TASKS),
         "",
-        "![nDCG@10](ndcg.png)",
+        "![Comparison](comparison.png)",
+        "",
+    ]
+    if payload["expansion"]:
+        stats = payload["expansion"]
+        lines += [
+            f"Expansion: {stats['llm']}; {stats['generated']} sketches generated in this run "
+            f"({stats['completion_tokens']} tokens, {stats['seconds']:.0f} s), the rest from the cache; "
+            f"{stats['failed']} failed (those queries are searched as they are).",
+            "",
+        ]
+    lines += [
+        f"**Best pipeline, chosen on the validation ({best['chosen_on']}) only:** `{best['pipeline']}` "
+        f"({100 * best['validation_ndcg@10']:.1f} nDCG@10 there). The agents below use it.",
         "",
         "## Do the framework paths agree with the direct reference?",
         "",
-        f"Largest |nDCG@10 difference| between a framework retriever and direct exact search: "
-        f"{agreement['max_gap']:.4f} (tolerance {agreement['tolerance']}): "
+        f"The best pipeline on the test side through each path. Largest |nDCG@10 difference| between a framework "
+        f"retriever and direct exact search: {agreement['max_gap']:.4f} (tolerance {agreement['tolerance']}): "
         f"{'agree' if agreement['ok'] else 'DISAGREE'}.",
+        "",
+        format_table(paths),
         "",
     ]
     if payload.get("robustness"):
@@ -193,10 +315,11 @@ def _demo(args: argparse.Namespace) -> int:
         chroma=args.chroma,
         agent_questions=args.agent_questions,
         robustness=not args.no_robustness,
+        expansion=not args.no_expansion,
         llm=choose_llm_from_args(args),
     )
     print((output / "report.md").read_text())
-    print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'ndcg.png'}")
+    print(f"Report: {output / 'report.md'}  results: {output / 'results.json'}  plot: {output / 'comparison.png'}")
     return 0 if payload["agreement"]["ok"] else 1
 
 
@@ -204,7 +327,7 @@ def register(commands: Any) -> None:
     """Add ``demo`` to the ``reasonembed-rag`` parser."""
     parser = commands.add_parser(
         "demo",
-        help="the main job: offline tasks, Chroma, both frameworks, report",
+        help="the main job: offline comparison with confidence intervals, both frameworks, agents, report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,12 +338,15 @@ def register(commands: Any) -> None:
         "--no-robustness", action="store_true", help="skip the robustness summary (perturbations and poisoning)"
     )
     parser.add_argument(
+        "--no-expansion", action="store_true", help="skip the LLM-expanded variants (test-time reasoning expansion)"
+    )
+    parser.add_argument(
         "--agent-questions",
         type=int,
         default=DEFAULT_AGENT_QUESTIONS,
         metavar="N",
-        help=f"CHAMP questions each agent answers with each retriever (default {DEFAULT_AGENT_QUESTIONS}; 0 skips the "
-        "agents)",
+        help=f"test-side CHAMP questions each agent answers with each retriever (default {DEFAULT_AGENT_QUESTIONS}; "
+        "0 skips the agents)",
     )
-    add_llm_arguments(parser, title="LLM of the agents (default: OPENAI_*, else a local transformers serve)")
+    add_llm_arguments(parser, title="LLM of the expansion and the agents (default: OPENAI_*, else a local server)")
     parser.set_defaults(func=_demo)
