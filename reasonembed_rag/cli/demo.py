@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -53,11 +54,14 @@ AGREEMENT_TOLERANCE = 0.002
 
 
 class _Clock:
-    """Seconds per phase, printed as each phase ends (unless quiet), for the report and for finding waste."""
+    """Wall seconds per phase, printed as each phase ends (unless quiet), for the report and for finding waste; and
+    the CPU seconds of the whole run (this process and the LLM server it started), which on a shared machine say
+    more about the demo's cost than its wall time does."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.started = self.last = time.perf_counter()
+        self.cpu_started = _cpu_seconds()
         self.phases: dict[str, float] = {}
 
     def lap(self, phase: str) -> None:
@@ -70,6 +74,18 @@ class _Clock:
     @property
     def total(self) -> float:
         return round(time.perf_counter() - self.started, 1)
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds so far (children count once they have exited, like a stopped LLM server)."""
+        return round(_cpu_seconds() - self.cpu_started, 1)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_demo(
@@ -170,9 +186,11 @@ def run_demo(
         "skipped_models": skipped,
         "robustness": robust,
         "agents": agents,
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs (load average "
+        f"{os.getloadavg()[1]:.1f} over the last 5 minutes), Python {platform.python_version()}",
         "phases": clock.phases,
         "seconds": clock.total,
+        "cpu_seconds": clock.cpu,
     }
     (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     comparison.plot(rows, output / "comparison.png", TASKS)
@@ -255,7 +273,8 @@ def _report(paths: list[TaskResult], payload: dict[str, Any], output: Path) -> s
     lines = [
         "# reasonembed-rag demo report",
         "",
-        f"Machine: {payload['machine']}. Total time: {payload['seconds']} s ({phases}).",
+        f"Machine: {payload['machine']}. Total time: {payload['seconds']} s ({phases}); CPU time "
+        f"{payload['cpu_seconds']} s (this process and the LLM server it started).",
         "",
         "## Retrieval: each model alone, + hybrid, + expansion",
         "",
