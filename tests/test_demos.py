@@ -918,7 +918,7 @@ def test_demo_without_llm_compares_both_task_sides(shared_minilm, comparison_chr
     assert best["validation_ndcg@10"] == max(ood[p] for p in ("minilm-l6", "minilm-l6+hybrid"))
     assert payload["agreement"]["ok"]
     assert [r["via"] for r in payload["results"]] == ["direct", "llamaindex", "langchain"]
-    assert {r["task"] for r in payload["results"]} == {"champ_concepts"}
+    assert {r["task"] for r in payload["results"]} == {"champ_concepts_ood"}
     assert missing in payload["skipped_models"] and payload["agents"] is None and payload["expansion"] is None
     assert set(payload["phases"]) == {"BM25", "retrieval: minilm-l6", "three paths"} and payload["seconds"] > 0
     out = tmp_path / "out"

@@ -5,8 +5,8 @@
    out-of-domain validation (``champ_concepts_ood``); nDCG@10 with a bootstrap 95% interval per cell and a paired
    test of each cell against ``minilm-l6`` alone (:mod:`reasonembed_rag.evaluation.comparison`). Each corpus is
    embedded once per model (Chroma) and every variant reuses those vectors.
-2. The best pipeline, chosen on the validation only, through direct search, LlamaIndex and LangChain on the test
-   side, checking that the three agree.
+2. The best pipeline, chosen on the validation only, through direct search, LlamaIndex and LangChain (on the
+   validation's 42 queries, the cheaper side), checking that the three agree.
 3. A bounded robustness summary (query perturbations, query-copy and HotFlip poisoning of a scratch collection copy).
 4. The question-answering agents of ``demos/`` (LlamaIndex and LangChain, a local SmolLM2 server answering many
    questions at once) with the best pipeline against the baselines, with confidence intervals and paired tests.
@@ -19,7 +19,6 @@ and ``agents/`` to the output folder; LLM expansions are cached in ``expansions.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -131,46 +130,41 @@ def run_demo(
             cells.append(comparison.Cell(alias, "alone", dense))
             cells.append(comparison.Cell(alias, "+hybrid", comparison.fused(task, dense, lexical[task.name])))
         clock.lap(f"retrieval: {alias}")
-    with contextlib.ExitStack() as stack:
-        endpoint = None
-        if expansion or agent_questions > 0:
-            choice = llm or choose_llm()
-            endpoint = stack.enter_context(choice.open(announce=not quiet))
+    # Chosen before any LLM runs: agents search with a model alone or hybrid, never with the demo's expansion.
+    best = comparison.best_pipeline(comparison.compare(cells, BASELINE), CHAMP_OOD_TASK, variants=AGENT_VARIANTS)
+    paths = _three_paths(tasks[1], best, encoders, chroma, quiet)  # the validation: 42 queries, not 109
+    clock.lap("three paths")
+    robust = None
+    if robustness:
+        from ..robustness import QUICK, plot, run_robustness
+
+        loaded = {BM25.name: BM25(), **encoders}
+        chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
+        robust = run_robustness(tasks[:1], chosen, chroma=chroma, show_progress=not quiet, **QUICK)
+        plot(robust, output / "robustness.png")
+        clock.lap("robustness")
+    expansion_stats = agents = None
+    if expansion or agent_questions > 0:
+        with (llm or choose_llm()).open(announce=not quiet) as endpoint:  # one LLM for expansion and agents
             clock.lap("LLM start")
-        expansion_stats = None
-        if expansion:
-            assert endpoint is not None
-            expansion_stats = _expanded_cells(tasks, encoders, endpoint, output, chroma, cells, quiet)
-            clock.lap("expansion (generate, then every model)")
-        rows = comparison.compare(cells, BASELINE)
-        best = comparison.best_pipeline(rows, CHAMP_OOD_TASK, variants=AGENT_VARIANTS)
-        paths = _three_paths(tasks[0], best, encoders, chroma, quiet)
-        clock.lap("three paths")
-        robust = None
-        if robustness:
-            from ..robustness import QUICK, plot, run_robustness
+            if expansion:
+                expansion_stats = _expanded_cells(tasks, encoders, endpoint, output, chroma, cells, quiet)
+                clock.lap("expansion (generate, then every model)")
+            if agent_questions > 0:
+                from reasonembed_rag.demos.compare import run_comparison
 
-            loaded = {BM25.name: BM25(), **encoders}
-            chosen = [loaded[name] for name in ROBUSTNESS_MODELS if name in loaded]
-            robust = run_robustness(tasks[:1], chosen, chroma=chroma, show_progress=not quiet, **QUICK)
-            plot(robust, output / "robustness.png")
-            clock.lap("robustness")
-        agents = None
-        if agent_questions > 0:
-            from reasonembed_rag.demos.compare import run_comparison
-
-            assert endpoint is not None
-            retrievers = tuple(dict.fromkeys((_agent_retriever(best), BASELINE, BM25.name)))
-            agents = run_comparison(
-                output / "agents",
-                limit=agent_questions,
-                retrievers=tuple(name for name in retrievers if name.split("+")[0] in (BM25.name, *encoders)),
-                chroma=chroma,
-                encoders=encoders,
-                llm=endpoint.config,
-                quiet=quiet,
-            )
-            clock.lap("agents")
+                retrievers = tuple(dict.fromkeys((_agent_retriever(best), BASELINE, BM25.name)))
+                agents = run_comparison(
+                    output / "agents",
+                    limit=agent_questions,
+                    retrievers=tuple(name for name in retrievers if name.split("+")[0] in (BM25.name, *encoders)),
+                    chroma=chroma,
+                    encoders=encoders,
+                    llm=endpoint.config,
+                    quiet=quiet,
+                )
+                clock.lap("agents")
+    rows = comparison.compare(cells, BASELINE)
     agreement = _agreement(paths)
     payload = {
         "tasks": {t.name: {"queries": len(t.queries), "documents": len(t.documents)} for t in tasks},
@@ -243,7 +237,7 @@ def _agent_retriever(best: dict[str, Any]) -> str:
 def _three_paths(
     task: RetrievalTask, best: dict[str, Any], encoders: dict[str, Any], chroma: str, quiet: bool
 ) -> list[TaskResult]:
-    """The best pipeline on the test side through each path (direct, LlamaIndex, LangChain)."""
+    """The best pipeline on ``task`` through each path (direct, LlamaIndex, LangChain)."""
     if best["model"] == BM25.name:
         return [evaluate_bm25(task)]
     hybrid = "bm25" if best["variant"] == "+hybrid" else None
@@ -304,7 +298,7 @@ def _report(paths: list[TaskResult], payload: dict[str, Any], output: Path) -> s
         "",
         "## Do the framework paths agree with the direct reference?",
         "",
-        f"The best pipeline on the test side through each path. Largest |nDCG@10 difference| between a framework "
+        f"The best pipeline on the validation through each path. Largest |nDCG@10 difference| between a framework "
         f"retriever and direct exact search: {agreement['max_gap']:.4f} (tolerance {agreement['tolerance']}): "
         f"{'agree' if agreement['ok'] else 'DISAGREE'}.",
         "",
