@@ -261,10 +261,10 @@ def run_comparison(
                 )
                 desc = f"Agents on {task.name} ({lanes} at a time)"
                 with tqdm(total=len(missing), desc=desc, unit="answer", disable=quiet) as bar:
-                    for position, record in answered:
-                        if isinstance(record, Exception):
-                            raise record
-                        found[missing[position]] = record
+                    for position, answer in answered:
+                        if isinstance(answer, Exception):
+                            raise answer
+                        found[missing[position]] = answer
                         bar.update(1)
                 counts["answered"] += len(missing)
             for (answerer, question), record in zip(items, found, strict=True):
