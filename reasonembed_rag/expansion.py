@@ -10,6 +10,7 @@ reasoning queries too).
 * :class:`QueryExpander` - cached, resumable, concurrent expansion; the LLM (a local server) starts only when a
   query is not in the cache.
 * :func:`expansion_messages` - the prompt (:data:`PROMPT_VERSION` names it in every cache key).
+* :func:`clean_sketch` - a reply made fit to append, or nothing when it holds nothing to search.
 * :class:`ExpansionStats` - what expansion cost and how many replies failed.
 * :func:`default_cache_path` - where expansions are cached unless told otherwise.
 
@@ -49,6 +50,7 @@ __all__ = [
     "SEPARATOR",
     "ExpansionStats",
     "QueryExpander",
+    "clean_sketch",
     "default_cache_path",
     "expansion_messages",
 ]
@@ -194,9 +196,9 @@ class QueryExpander:
         self.identity = identity or model
         self.description = self._choice.description if self._choice is not None else self.identity
         """What writes the sketches, in one line (the endpoint's own description once a server has started)."""
-        self.cache = (
-            cache if isinstance(cache, JSONLCache) else JSONLCache(cache or default_cache_path(), fields=("expansion",))
-        )
+        if not isinstance(cache, JSONLCache):
+            cache = JSONLCache(cache or default_cache_path(), fields=("expansion",))
+        self.cache = cache
         self.max_tokens = max_tokens
         self.instruction = instruction
         self.concurrency = concurrency
@@ -308,7 +310,7 @@ class QueryExpander:
                         failed.add(key)
                         continue
                     self.stats.add(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
-                    sketch = _clean(reply.text)
+                    sketch = clean_sketch(reply.text)
                     if not sketch:
                         failed.add(key)
                         continue
@@ -331,7 +333,11 @@ class QueryExpander:
         }
 
 
-def _clean(text: str) -> str:
-    """The sketch as it will be appended: stripped; empty when it holds no letter or digit (nothing to search)."""
+def clean_sketch(text: str) -> str:
+    """The sketch as it will be appended: stripped; empty when it holds no letter or digit (nothing to search).
+
+    A looping reply is kept as generated: dropping its repeated lines and echoes of the instruction scored lower on
+    the out-of-domain validation (docs/measurements.md).
+    """
     text = text.strip()
     return text if any(character.isalnum() for character in text) else ""

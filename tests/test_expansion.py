@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from reasonembed_rag.expansion import PROMPT_VERSION, SEPARATOR, QueryExpander, expansion_messages
+from reasonembed_rag.expansion import PROMPT_VERSION, SEPARATOR, QueryExpander, clean_sketch, expansion_messages
 from reasonembed_rag.jsonl import JSONLCache
 from reasonembed_rag.llm import Completion, LLMError, choose_llm
 
@@ -58,6 +58,11 @@ def test_prompt_carries_the_instruction_and_the_query():
     assert system["role"] == "system" and "theorems" in system["content"]
     assert INSTRUCTION in user["content"] and "Query:\nIs 91 prime?" in user["content"]
     assert "search task" not in expansion_messages("Is 91 prime?")[1]["content"]
+
+
+def test_a_reply_with_nothing_to_search_is_no_sketch():
+    assert clean_sketch(" Euler's theorem.\n ") == "Euler's theorem."
+    assert clean_sketch(" \n...\n") == "" and clean_sketch("") == ""
 
 
 def test_expansions_are_appended_cached_and_reused(tmp_path):
