@@ -179,9 +179,7 @@ class QueryExpander:
             llm = choose_llm()
         if isinstance(llm, LLMChoice):
             self._choice = llm
-            # A local server's model is a converted folder under this machine's cache: its name, not its path,
-            # keys the cache, so a cache copied to another machine still answers.
-            model = f"local:{display_model(llm.identity)}" if llm.local else llm.identity
+            model = llm.identity
         elif isinstance(llm, LLMEndpoint | LLMConfig):
             config = llm.config if isinstance(llm, LLMEndpoint) else llm
             self._chat = LLMClient(config)
@@ -193,7 +191,9 @@ class QueryExpander:
             raise TypeError(
                 f"llm must be an LLMChoice, LLMEndpoint, LLMConfig or an object with a chat method, got {llm!r}."
             )
-        self.identity = identity or model
+        # A local transformers serve names its model by folder, one under this machine's cache: the folder's name,
+        # not its path, keys the cache, so the default choice and an endpoint pointing at that server share entries.
+        self.identity = identity or (f"local:{display_model(model)}" if os.path.isabs(model) else model)
         self.description = self._choice.description if self._choice is not None else self.identity
         """What writes the sketches, in one line (the endpoint's own description once a server has started)."""
         if not isinstance(cache, JSONLCache):

@@ -16,7 +16,7 @@ import pytest
 
 from reasonembed_rag.expansion import PROMPT_VERSION, SEPARATOR, QueryExpander, clean_sketch, expansion_messages
 from reasonembed_rag.jsonl import JSONLCache
-from reasonembed_rag.llm import Completion, LLMError, choose_llm
+from reasonembed_rag.llm import Completion, LLMConfig, LLMError, choose_llm
 
 INSTRUCTION = "Given a Math problem, retrieve relevant theorems that help answer the problem."
 QUERIES = ["How many primes divide 1023?", "Maximise xy given x + y = 10.", "Is 91 prime?"]
@@ -162,6 +162,8 @@ def test_a_cached_run_starts_no_server_and_sends_no_request(tmp_path, monkeypatc
     choice = choose_llm(local=True)
     identity = QueryExpander(choice, cache=path).identity
     assert identity.startswith("local:") and "/" not in identity
+    served = LLMConfig(base_url="http://127.0.0.1:9/v1", model=str(choice.identity))  # that server as an endpoint
+    assert QueryExpander(served, cache=path).identity == identity
     QueryExpander(ScriptedChat(), cache=path, instruction=INSTRUCTION, identity=identity).expand(QUERIES)
     with QueryExpander(choice, cache=path, instruction=INSTRUCTION) as expander:
         assert expander.expand(QUERIES) == [_sketch(q) for q in QUERIES]
