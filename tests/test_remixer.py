@@ -683,6 +683,10 @@ def test_ood_training_data_holds_out_the_validation_categories_concepts_and_seed
         hints = champ_hints(example["id"])
         assert row["reasoning_query"].startswith(row["query"]) and all(h in row["reasoning_query"] for h in hints)
     assert any(champ_hints(row["id"]) for row in training)  # the hints are really used
+    # Several --remixer folders: one task's rows land in one file, each query once.
+    twice = tmp_path / "twice"
+    assert train_cli.main([*arguments[:2], str(twice), *arguments[3:], "--remixer", str(remixer)]) == 0
+    assert (twice / "champ_concepts_train.jsonl").read_text() == (tmp_path / "champ_concepts_train.jsonl").read_text()
 
 
 class BagOfWordsEncoder:

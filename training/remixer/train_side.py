@@ -11,6 +11,7 @@ its own, so batches never mix gold and synthetic rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def gold_rows(
 def ood_training_rows(
     *,
     categories: tuple[str, ...] | None = None,
-    remixer: str | Path | None = None,
+    remixer: str | Path | Sequence[str | Path] | None = None,
     negatives: int = 15,
     miner: str = DEFAULT_MINER,
 ) -> dict[str, list[dict[str, Any]]]:
@@ -95,8 +96,9 @@ def ood_training_rows(
 
     Returns ``{task file stem: rows}``: the gold rows of the TRAIN problems outside ``categories`` (hints and
     worked solution as the reasoning query; negatives mined by ``miner`` among the concepts that are not held out),
-    and, with ``remixer`` (a ``synthesize`` output folder), its synthetic rows minus every held-out concept and
-    minus the queries generated from a held-out problem or concept (read from its ``work/`` records).
+    and, with ``remixer`` (one or more ``synthesize`` output folders), their synthetic rows minus every held-out
+    concept and minus the queries generated from a held-out problem or concept (read from their ``work/`` records).
+    Rows of one task from several folders go to one file (a query once).
     """
     from reasonembed_rag.evaluation.offline import OOD_CATEGORIES, champ_ood_rows, champ_rows
 
@@ -104,10 +106,13 @@ def ood_training_rows(
     documents = champ_rows()[1]
     corpus = {row["id"]: row["content"] for row in documents if row["id"] not in held_out}
     result = {GOLD_OOD_TASK: gold_rows(training, corpus, negatives=negatives, miner=miner, hints=True)}
-    if remixer is not None:
-        banned_seeds = {f"train_problem:{row['id']}" for row in validation} | set(held_out)
-        banned_texts = {row["content"] for row in documents if row["id"] in held_out}
-        result.update(_remixer_rows_without(Path(remixer), banned_seeds, banned_texts))
+    folders = [] if remixer is None else [remixer] if isinstance(remixer, str | Path) else list(remixer)
+    banned_seeds = {f"train_problem:{row['id']}" for row in validation} | set(held_out)
+    banned_texts = {row["content"] for row in documents if row["id"] in held_out}
+    for folder in folders:
+        for task, rows in _remixer_rows_without(Path(folder), banned_seeds, banned_texts).items():
+            seen = {row["query"] for row in result.get(task, [])}
+            result.setdefault(task, []).extend(row for row in rows if row["query"] not in seen)
     return result
 
 
@@ -169,7 +174,12 @@ def register(subparsers: Any) -> None:
         "synthetic rows of a `synthesize` output folder minus everything held out.",
     )
     parser.add_argument("--output", required=True, help="folder for the task files")
-    parser.add_argument("--remixer", default=None, help="a `synthesize --seeds offline` output folder to filter in")
+    parser.add_argument(
+        "--remixer",
+        action="append",
+        default=None,
+        help="a `synthesize` output folder whose rows are filtered in (repeatable: e.g. --seeds offline and wordnet)",
+    )
     parser.add_argument("--miner", default=DEFAULT_MINER, help="bm25 or an encoder alias/folder mining negatives")
     parser.add_argument("--negatives", type=int, default=15, help="hard negatives per row")
     parser.add_argument(
