@@ -7,6 +7,7 @@
 #   bash scripts/train_shipped_model.sh            # every step; each one resumes where a killed run stopped
 #   STEPS="train eval" bash scripts/train_shipped_model.sh
 #   STEPS="champ-data minilm minilm-eval" bash scripts/train_shipped_model.sh
+#   STEPS="remix" bash scripts/train_shipped_model.sh   # ReMixer + round-trip filter -> data/champ-ood/roundtrip
 #
 # Runs on CPU (synthesis ~30 min, each model ~10-30 min on 2 shared cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
 # offline CHAMP task's TRAIN side only; evaluation is on its TEST side (`reasonembed-rag bright --data offline`).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 PY=.venv/bin
-STEPS=${STEPS:-"synthesize train eval card champ-data minilm minilm-eval"}
+STEPS=${STEPS:-"synthesize train eval card remix champ-data minilm minilm-eval"}
 DATA=data/remixer-champ
 RESULTS=reasonembed_rag/trained_models/reasonembed-smollm2-135m/results
 THREADS=${THREADS:-1}   # torch threads per job; 1 was fastest on the busy 2-core development machine
@@ -56,6 +57,22 @@ fi
 
 if [[ " $STEPS " == *" card "* ]]; then
   "$PY/reasonembed-train" card reasonembed_rag/trained_models/reasonembed-smollm2-135m --results "$RESULTS"/*.json
+fi
+
+# ---- ReMixer with the round-trip consistency filter (training/README.md, "ReMixer at scale"): every train-side CHAMP
+# seed outside the out-of-domain validation, plus WordNet domain concepts, through the local SmolLM2 server; a query is
+# kept only when BM25 ranks its seed (a CHAMP problem: a gold concept) in its top 10 and the annotator agrees.
+ROUNDTRIP=data/remixer-roundtrip
+if [[ " $STEPS " == *" remix "* ]]; then
+  REMIX=(--hold-out-ood --queries-per-seed 1 --annotator-logits --logit-calibration query --keep-candidates 10
+    --llm-max-tokens 96 --miner minilm-l6 --round-trip 10 --round-trip-retriever bm25 --chunk-size 8
+    --llm-concurrency 8 --llm-threads "$THREADS")
+  "$PY/reasonembed-train" synthesize --seeds offline --output "$ROUNDTRIP/champ" "${REMIX[@]}"
+  "$PY/reasonembed-train" synthesize --seeds wordnet --max-seeds "${WORDNET_SEEDS:-96}" --output "$ROUNDTRIP/wordnet" \
+    "${REMIX[@]}"
+  # Gold rows of the training problems + the round-trip rows (everything the validation holds out filtered again).
+  OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output data/champ-ood/roundtrip \
+    --remixer "$ROUNDTRIP/champ" --remixer "$ROUNDTRIP/wordnet" --miner minilm-l6
 fi
 
 # ---- reasonembed-minilm-l6: LoRA on all-MiniLM-L6-v2, trained only on what the out-of-domain validation leaves out
