@@ -70,8 +70,9 @@ if [[ " $STEPS " == *" remix "* ]]; then
   "$PY/reasonembed-train" synthesize --seeds offline --output "$ROUNDTRIP/champ" "${REMIX[@]}"
   "$PY/reasonembed-train" synthesize --seeds wordnet --max-seeds "${WORDNET_SEEDS:-96}" --output "$ROUNDTRIP/wordnet" \
     "${REMIX[@]}"
-  # Gold rows of the training problems + the round-trip rows (everything the validation holds out filtered again).
-  OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output data/champ-ood/roundtrip \
+  # data/champ-ood/mix (gold rows + the earlier ReMixer rows) + the round-trip rows, everything the validation holds
+  # out filtered again.
+  OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output data/champ-ood/roundtrip --remixer "$DATA" \
     --remixer "$ROUNDTRIP/champ" --remixer "$ROUNDTRIP/wordnet" --miner minilm-l6
 fi
 
