@@ -1,19 +1,25 @@
-"""Choose `reasonembed-minilm-l6`'s settings on the out-of-domain validation, then measure seeds of the choice.
+"""Choose a shipped model's settings on the out-of-domain validation, then measure seeds of the choice.
 
     python scripts/sweep_minilm.py sweep --data data/champ-ood/train --output outputs/minilm-sweep
     python scripts/sweep_minilm.py seeds --data data/champ-ood/train --output outputs/minilm-seeds \
         --config '{"learning_rate": 1e-4, "max_steps": 16}' --seeds 42,43,44
+    python scripts/sweep_minilm.py sweep --model smollm2-135m --data data/champ-ood/mix --output outputs/smol-sweep
+
+``--model`` picks the backbone and its base settings (:data:`PRESETS`: ``reasonembed-minilm-l6``'s on
+all-MiniLM-L6-v2, ``reasonembed-smollm2-135m``'s on SmolLM2-135M); ``--config`` overrides any of them.
 
 The validation is ``champ_concepts_ood`` (TRAIN problems of held-out CHAMP categories; their gold concepts are
 never trained on, see :func:`reasonembed_rag.evaluation.offline.champ_ood_rows`), the training data is
 ``reasonembed-train champ-data``'s output (nothing of the held-out part). Each run trains a LoRA adapter on
-all-MiniLM-L6-v2 and is scored at several WiSE-FT weights ``alpha``: the weights ``W0 + alpha * (W1 - W0)``
+the backbone and is scored at several WiSE-FT weights ``alpha``: the weights ``W0 + alpha * (W1 - W0)``
 between the backbone (``W0``) and the trained model (``W1``), which for a LoRA adapter is exactly the adapter scaled
 by ``alpha``. ``sweep`` scores the validation only; ``seeds`` also the TEST side, and writes per-query nDCG@10 for
 the paired tests. Scoring is exact cosine search + the project's scorer (``evaluate_run``), as ``reasonembed-rag
 bright --via direct`` does. ``OUTPUT/runs.jsonl`` gets one line per run; a rerun skips finished runs.
-``report`` prints per-seed numbers, mean +- std and paired tests per query against ``baseline`` (needs scipy,
-which the test extra brings).
+``score`` scores model folders trained elsewhere (``reasonembed-train train``, one seed per process) as ``seeds``
+does. ``baseline`` scores untrained models
+(``NAME@POOLING`` overrides the pooling); ``report`` prints per-seed numbers, mean +- std and paired tests per query
+against one of them (needs scipy, which the test extra brings).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BASE: dict[str, Any] = {
+MINILM: dict[str, Any] = {
     "model": "minilm-l6",
     "query_format": "{query}",  # all-MiniLM-L6-v2 was trained without instructions
     "lora": True,
@@ -52,12 +58,42 @@ BASE: dict[str, Any] = {
     "sub_batch_size": 16,
     "save_steps": 0,
 }
+SMOLLM2: dict[str, Any] = {
+    "model": "smollm2-135m",
+    "pooling": "mean",  # the 4-bit backbone's last-token states are bunched (training/README.md)
+    "lora": True,
+    "lora_rank": 32,
+    "lora_alpha": 64,
+    "loss": "redapter",
+    "temperature": 0.02,
+    "batch_size": 4,
+    "group_size": 4,
+    "query_max_length": 128,
+    "passage_max_length": 256,
+    "reasoning_query_max_length": 256,
+    "warmup_ratio": 0.1,
+    "redapter_warmup_steps": 2,
+    "mask_false_negatives": True,
+    "learning_rate": 2e-4,
+    "epochs": 1,
+    "seed": 42,
+    "adapter_dtype": "float16",
+    "sub_batch_size": 4,  # length-sorted chunks: 2-4x faster than one padded pass on CPU
+    "save_steps": 0,
+}
+PRESETS: dict[str, dict[str, Any]] = {"minilm-l6": MINILM, "smollm2-135m": SMOLLM2}
+"""Base settings per backbone (``--model``)."""
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "minilm-l6": [{"learning_rate": lr} for lr in (1e-4, 3e-4)],
+    "smollm2-135m": [{"pooling": p, "learning_rate": lr} for p in ("mean", "lasttoken") for lr in (2e-4, 5e-4)],
+}
+"""The settings ``sweep`` tries on each training folder (on top of the preset; each is scored at every alpha)."""
+BASELINES: dict[str, tuple[str, ...]] = {
+    "minilm-l6": ("minilm-l6",),
+    "smollm2-135m": ("smollm2-135m", "smollm2-135m@mean", "minilm-l6"),
+}
+"""The untrained models ``baseline`` scores (``NAME@POOLING``: that pooling instead of the model's own)."""
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
-
-
-def grid() -> list[dict[str, Any]]:
-    """The settings tried on each training folder (on top of BASE; the WiSE-FT alphas are scored for each)."""
-    return [{"learning_rate": lr} for lr in (1e-4, 3e-4)]
 
 
 def name_of(config: dict[str, Any], data: Path) -> str:
@@ -93,14 +129,24 @@ def score(encoder: Any, tasks: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def interpolated_scores(folder: Path, tasks: dict[str, Any], alphas: tuple[float, ...]) -> dict[str, Any]:
+def load_encoder(name: str) -> Any:
+    """A registry alias, folder, or ``NAME@POOLING`` (the same model with that pooling)."""
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+
+    model, _, pooling = name.partition("@")
+    return ReasonEmbedEncoder.from_pretrained(model, pooling=pooling or None)
+
+
+def interpolated_scores(
+    folder: Path, backbone: str, tasks: dict[str, Any], alphas: tuple[float, ...]
+) -> dict[str, Any]:
     """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (W0 the backbone, W1 the trained model in ``folder``)."""
     import torch
 
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
     tuned = ReasonEmbedEncoder.from_pretrained(folder)
-    base = ReasonEmbedEncoder.from_pretrained(BASE["model"]).model.state_dict()
+    base = ReasonEmbedEncoder.from_pretrained(backbone).model.state_dict()
     trained = {k: v.clone() for k, v in tuned.model.state_dict().items()}
     result = {}
     for alpha in alphas:
@@ -112,15 +158,22 @@ def interpolated_scores(folder: Path, tasks: dict[str, Any], alphas: tuple[float
     return result
 
 
-def run_one(config: dict, data: Path, output: Path, tasks: dict[str, Any], alphas: tuple[float, ...]) -> dict:
+def run_one(
+    base: dict[str, Any], config: dict, data: Path, output: Path, tasks: dict[str, Any], alphas: tuple[float, ...]
+) -> dict:
     from reasonembed_rag.training.trainer import TrainingArguments, train
 
     started = time.time()
-    values = {**BASE, **config, "data": str(data), "output": str(output), "overwrite": True, "progress": False}
+    values = {**base, **config, "data": str(data), "output": str(output), "overwrite": True, "progress": False}
     result = train(TrainingArguments.from_dict(values))
     row = {"name": output.name, "config": config, "steps": result.steps, "train_s": round(time.time() - started, 1)}
-    row["scores"] = interpolated_scores(output, tasks, alphas)
+    row["scores"] = interpolated_scores(output, base["model"], tasks, alphas)
     return row
+
+
+def summary(row: dict) -> str:
+    """A run's nDCG@10 per alpha and task, as one JSON line."""
+    return json.dumps({a: {t: s["ndcg@10"] for t, s in v.items()} for a, v in row["scores"].items()})
 
 
 def paired_report(rows: list[dict], baseline: dict, alpha: str, tasks: list[str]) -> dict[str, Any]:
@@ -183,7 +236,8 @@ def paired_report(rows: list[dict], baseline: dict, alpha: str, tasks: list[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("sweep", "seeds", "baseline", "report"))
+    parser.add_argument("mode", choices=("sweep", "seeds", "score", "baseline", "report"))
+    parser.add_argument("--model", choices=sorted(PRESETS), default="minilm-l6", help="backbone and its base settings")
     parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument(
@@ -196,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alphas", default=",".join(map(str, ALPHAS)))
     parser.add_argument("--keep", action="store_true", help="keep each run's model folder")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--folders", type=Path, nargs="+", default=[], help="score: trained model folders")
+    parser.add_argument("--tasks", help="score: comma-separated tasks (default: the validation and the test side)")
     parser.add_argument("--part", default="0/1", help="I/N: run every N-th plan from the I-th (parallel workers)")
     parser.add_argument("--baseline", type=Path, help="report: the baseline mode's runs.jsonl")
+    parser.add_argument("--baseline-name", help="report: which of its rows (default: the first)")
     parser.add_argument("--alpha", default="1.0", help="report: the WiSE-FT alpha chosen on the validation")
     args = parser.parse_args(argv)
 
@@ -210,20 +267,32 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     log = args.output / "runs.jsonl"
     if args.mode == "baseline":
-        from reasonembed_rag.encoder import ReasonEmbedEncoder
-
-        for model in ("minilm-l6",):
-            row = {
-                "name": model,
-                "scores": score(ReasonEmbedEncoder.from_pretrained(model), load_tasks([CHAMP_OOD_TASK, CHAMP_TASK])),
-            }
+        tasks = load_tasks([CHAMP_OOD_TASK, CHAMP_TASK])
+        for model in BASELINES[args.model]:
+            row = {"name": model, "scores": score(load_encoder(model), tasks)}
             with log.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps({k: v["ndcg@10"] for k, v in row["scores"].items()}), flush=True)
         return 0
+    if args.mode == "score":
+        tasks = load_tasks(args.tasks.split(",") if args.tasks else [CHAMP_OOD_TASK, CHAMP_TASK])
+        for folder in args.folders:
+            trained = json.loads((folder / "training_args.json").read_text())
+            config = {key: trained[key] for key in ("seed", "loss", "learning_rate", "pooling", "data")}
+            steps = json.loads((folder / "training_info.json").read_text())["steps"]
+            row = {"name": folder.name, "config": config, "steps": steps}
+            row["scores"] = interpolated_scores(folder, trained["model"], tasks, alphas)
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(folder.name, summary(row), flush=True)
+        return 0
     if args.mode == "report":
         rows = [json.loads(line) for line in log.read_text().splitlines()]
-        baseline = json.loads(args.baseline.read_text().splitlines()[0])
+        baselines = [json.loads(line) for line in args.baseline.read_text().splitlines()]
+        named = [row for row in baselines if args.baseline_name in (None, row["name"])]
+        if not named:
+            parser.error(f"no baseline {args.baseline_name!r} in {args.baseline}: {[r['name'] for r in baselines]}")
+        baseline = named[0]
         report = paired_report(rows, baseline, str(float(args.alpha)), [CHAMP_TASK, CHAMP_OOD_TASK])
         (args.output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         print(report["markdown"])
@@ -232,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = load_tasks(task_names)
     done = {row["name"] for row in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
     if args.mode == "sweep":
-        plans = [(config, data) for data in args.data for config in ([args.config] if args.config else grid())]
+        configs = [args.config] if args.config else GRIDS[args.model]
+        plans = [(config, data) for data in args.data for config in configs]
     else:
         plans = [({**args.config, "seed": int(seed)}, args.data[0]) for seed in args.seeds.split(",")]
     part, parts = map(int, args.part.split("/"))
@@ -240,14 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         name = name_of(config, data)
         if name in done:
             continue
-        row = run_one(config, data, args.output / "runs" / name, tasks, alphas)
+        row = run_one(PRESETS[args.model], config, data, args.output / "runs" / name, tasks, alphas)
         row["data"] = str(data)
         with log.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         if not args.keep:
             shutil.rmtree(args.output / "runs" / name, ignore_errors=True)
-        summary = {a: {t: s["ndcg@10"] for t, s in v.items()} for a, v in row["scores"].items()}
-        print(name, row["steps"], "steps", row["train_s"], "s", json.dumps(summary), flush=True)
+        print(name, row["steps"], "steps", row["train_s"], "s", summary(row), flush=True)
     return 0
 
 

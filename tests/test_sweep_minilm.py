@@ -40,3 +40,15 @@ def test_report_pairs_each_seed_with_the_baseline_per_query(sweep):
     assert entry["per_seed_vs_baseline"][1]["t_test_p"] < 0.001  # better on every query by a steady margin
     assert entry["seed_mean_vs_baseline"]["delta"] == pytest.approx(6.25)
     assert "| mean +- std | 41.2 +- 8.8 |" in report["markdown"]
+
+
+@pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
+def test_each_preset_and_its_grid_are_valid_training_arguments(sweep, model):
+    from reasonembed_rag.training.trainer import TrainingArguments
+
+    base = sweep.PRESETS[model]
+    assert base["model"] == model and sweep.BASELINES[model][0] == model
+    for config in sweep.GRIDS[model]:
+        values = {**base, **config, "data": "d", "output": "o"}
+        args = TrainingArguments.from_dict(values)
+        assert all(getattr(args, key) == value for key, value in config.items())
