@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models and their InfoNCE twins, then measure them:
-#   `reasonembed-smollm2-135m` (steps synthesize train eval card) and
-#   `reasonembed-minilm-l6`    (steps champ-data minilm minilm-eval; settings chosen by scripts/sweep_minilm.py on the
-#                               out-of-domain validation champ_concepts_ood, see training/README.md).
+# Reproduce the shipped models and their InfoNCE twins, then measure them. Both train only on what the out-of-domain
+# validation champ_concepts_ood leaves out (`champ-data`), with settings chosen on it by scripts/sweep_minilm.py
+# (training/README.md):
+#   `reasonembed-smollm2-135m` (steps champ-data train eval card) and
+#   `reasonembed-minilm-l6`    (steps champ-data minilm minilm-eval).
+# `synthesize` regenerates the ReMixer rows that champ-data filters (data/remixer-champ, committed).
 #
 #   bash scripts/train_shipped_model.sh            # every step; each one resumes where a killed run stopped
-#   STEPS="train eval" bash scripts/train_shipped_model.sh
+#   STEPS="champ-data train eval card" bash scripts/train_shipped_model.sh
 #   STEPS="champ-data minilm minilm-eval" bash scripts/train_shipped_model.sh
 #   STEPS="remix" bash scripts/train_shipped_model.sh   # ReMixer + round-trip filter -> data/champ-ood/roundtrip
 #
-# Runs on CPU (synthesis ~30 min, each model ~10-30 min on 2 shared cores) or a CUDA GPU (bf16 turns on by itself). Seeds come from the
-# offline CHAMP task's TRAIN side only; evaluation is on its TEST side (`reasonembed-rag bright --data offline`).
+# Runs on CPU (synthesis ~30 min, each model ~10-40 min on 2 shared cores) or a CUDA GPU (bf16 turns on by itself).
+# Seeds come from the offline CHAMP task's TRAIN side only; the test side is `reasonembed-rag bright --data offline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 PY=.venv/bin
-STEPS=${STEPS:-"synthesize train eval card remix champ-data minilm minilm-eval"}
+STEPS=${STEPS:-"synthesize champ-data train eval card remix minilm minilm-eval"}
 DATA=data/remixer-champ
 RESULTS=reasonembed_rag/trained_models/reasonembed-smollm2-135m/results
+MINILM_DATA=data/champ-ood/mix
 THREADS=${THREADS:-1}   # torch threads per job; 1 was fastest on the busy 2-core development machine
 
 if [[ " $STEPS " == *" synthesize "* ]]; then
@@ -28,35 +31,46 @@ if [[ " $STEPS " == *" synthesize "* ]]; then
     --llm-threads "$THREADS"
 fi
 
-COMMON=(--data "$DATA/train" --model smollm2-135m --lora-rank 32 --lora-alpha 64 --lr 2e-4 --warmup-ratio 0.1
-  --epochs 1 --batch-size 4 --group-size 4 --query-max-length 128 --passage-max-length 256 --temperature 0.02
-  --redapter-warmup-steps 5 --seed 42 --save-steps 5 --adapter-dtype float16 --sub-batch-size 4 --pooling mean)
+if [[ " $STEPS " == *" champ-data "* ]]; then
+  # Gold rows of the TRAIN problems outside the held-out categories (CHAMP hints + worked solution as the reasoning
+  # query, negatives mined by MiniLM among the concepts not held out) + the ReMixer rows minus everything held out.
+  OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output "$MINILM_DATA" --remixer "$DATA" --miner minilm-l6
+fi
+
+SMOL=reasonembed_rag/trained_models/reasonembed-smollm2-135m
+SMOL_ALPHA=${SMOL_ALPHA:-0.5}   # WiSE-FT weight chosen on the validation (0 = backbone, 1 = as trained)
+COMMON=(--data data/champ-ood/mix --model smollm2-135m --pooling mean --lora-rank 32 --lora-alpha 64 --lr 2e-4
+  --warmup-ratio 0.1 --epochs 1 --batch-size 4 --group-size 4 --query-max-length 128 --passage-max-length 256
+  --reasoning-query-max-length 256 --temperature 0.02 --redapter-warmup-steps 2 --mask-false-negatives --seed 42
+  --save-steps 5 --adapter-dtype float16 --sub-batch-size 4)
 if [[ " $STEPS " == *" train "* ]]; then
   # The two runs share data, batches and steps; only the loss differs. Run side by side, one thread each.
   mkdir -p outputs
   train() {  # LOSS OUTPUT NAME: resumes from the newest checkpoint, else replaces the folder (git restores it)
     local resume=(--overwrite)
-    compgen -G "outputs/checkpoints/$1/checkpoint-*" > /dev/null && resume=(--resume)
+    compgen -G "outputs/checkpoints/smol-$1/checkpoint-*" > /dev/null && resume=(--resume)
     OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" train "${COMMON[@]}" --loss "$1" "${resume[@]}" \
-      --output "$2" --checkpoint-dir "outputs/checkpoints/$1" --name "$3" > "outputs/train-$1.log" 2>&1
+      --output "$2" --checkpoint-dir "outputs/checkpoints/smol-$1" --name "$3" > "outputs/train-smol-$1.log" 2>&1
   }
-  train redapter reasonembed_rag/trained_models/reasonembed-smollm2-135m reasonembed-smollm2-135m &
+  train redapter "$SMOL" reasonembed-smollm2-135m &
   redapter=$!
   train infonce outputs/reasonembed-basic-smollm2-135m reasonembed-basic-smollm2-135m &
   infonce=$!
   wait "$redapter" && wait "$infonce"
+  "$PY/reasonembed-train" wise-ft "$SMOL" --alpha "$SMOL_ALPHA"
+  "$PY/reasonembed-train" wise-ft outputs/reasonembed-basic-smollm2-135m --alpha "$SMOL_ALPHA"
 fi
 
 if [[ " $STEPS " == *" eval "* ]]; then
   mkdir -p "$RESULTS"
   for model in reasonembed-smollm2-135m outputs/reasonembed-basic-smollm2-135m smollm2-135m minilm-l6 bm25; do
-    name=$(basename "$model")
-    OMP_NUM_THREADS=2 "$PY/reasonembed-rag" bright --data offline --model "$model" --output "$RESULTS/$name.json"
+    OMP_NUM_THREADS=2 "$PY/reasonembed-rag" bright --data offline --tasks champ_concepts,champ_concepts_ood \
+      --model "$model" --output "$RESULTS/$(basename "$model").json"
   done
 fi
 
 if [[ " $STEPS " == *" card "* ]]; then
-  "$PY/reasonembed-train" card reasonembed_rag/trained_models/reasonembed-smollm2-135m --results "$RESULTS"/*.json
+  "$PY/reasonembed-train" card "$SMOL" --results "$RESULTS"/*.json
 fi
 
 # ---- ReMixer with the round-trip consistency filter (training/README.md, "ReMixer at scale"): every train-side CHAMP
@@ -77,15 +91,9 @@ if [[ " $STEPS " == *" remix "* ]]; then
 fi
 
 # ---- reasonembed-minilm-l6: LoRA on all-MiniLM-L6-v2, trained only on what the out-of-domain validation leaves out
-MINILM_DATA=data/champ-ood/mix
 MINILM=reasonembed_rag/trained_models/reasonembed-minilm-l6
 MINILM_RESULTS=$MINILM/results
 MINILM_ALPHA=${MINILM_ALPHA:-0.5}   # WiSE-FT weight chosen on the validation (0 = backbone, 1 = as trained)
-if [[ " $STEPS " == *" champ-data "* ]]; then
-  # Gold rows of the TRAIN problems outside the held-out categories (CHAMP hints + worked solution as the reasoning
-  # query, negatives mined by MiniLM among the concepts not held out) + the ReMixer rows minus everything held out.
-  OMP_NUM_THREADS=$THREADS "$PY/reasonembed-train" champ-data --output "$MINILM_DATA" --remixer "$DATA" --miner minilm-l6
-fi
 MINILM_COMMON=(--data "$MINILM_DATA" --model minilm-l6 --lora --lora-rank 16 --lora-alpha 32 --lr 3e-4
   --warmup-ratio 0.1 --epochs 2 --batch-size 8 --group-size 4 --query-max-length 128 --passage-max-length 128
   --reasoning-query-max-length 256 --temperature 0.05 --redapter-warmup-steps 2 --mask-false-negatives
