@@ -31,6 +31,7 @@ from pathlib import Path
 from reasonembed_rag.evaluation.data import TaskDataError, load_documents
 
 from .records import content_hash
+from .wordnet import WORDNET_INSTRUCTION, WORDNET_TASK, names_in, wordnet_documents
 
 OFFLINE = "offline"
 WORDNET = "wordnet"
@@ -344,8 +345,6 @@ def load_sources(
             hold_out_ood=hold_out_ood,
         )
     if str(seeds) == WORDNET:
-        from .wordnet import wordnet_source
-
         return [wordnet_source(selection, instruction=instruction, exclude=excluded, hold_out_ood=hold_out_ood)]
     path = Path(seeds)
     if path.is_dir():
@@ -364,3 +363,23 @@ def load_sources(
         chosen, stats = selection.select(documents.items(), task=task, exclude_ids=excluded, corpus=corpus_documents)
         return [TaskSource(task, instruction or _instruction_for(task), chosen, corpus_documents, stats)]
     raise SeedError(f"--seeds {seeds!r}: not 'offline', 'wordnet', a folder in the BRIGHT layout, or a JSONL file.")
+
+
+def wordnet_source(
+    selection: SeedSelection, *, instruction: str | None, exclude: Set[str], hold_out_ood: bool
+) -> TaskSource:
+    """The ``wordnet_science`` task: seeds and corpus are :func:`wordnet_documents`.
+
+    With ``hold_out_ood``, definitions of a concept named in a concept the out-of-domain validation
+    (``champ_concepts_ood``) holds out are dropped from seeds and corpus, so that validation stays out of domain.
+    """
+    corpus = wordnet_documents()
+    if hold_out_ood:
+        from reasonembed_rag.evaluation.offline import champ_ood_rows, champ_rows
+
+        held_out = set(champ_ood_rows()[2])
+        texts = [row["content"] for row in champ_rows()[1] if row["id"] in held_out]
+        banned = names_in(corpus, texts)
+        corpus = {doc_id: text for doc_id, text in corpus.items() if doc_id not in banned}
+    seeds, stats = selection.select(corpus.items(), task=WORDNET_TASK, exclude_ids=set(exclude), corpus=corpus)
+    return TaskSource(WORDNET_TASK, instruction or WORDNET_INSTRUCTION, seeds, corpus, stats)

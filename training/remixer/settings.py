@@ -45,7 +45,7 @@ class SynthesisSettings:
     )
     logit_calibration: str = "none"
     """For scores read from logits: ``none`` (the most likely digit) or ``query`` (calibrated against the query's
-    other candidates; see :func:`training.remixer.stages.label.label_scores`)."""
+    other candidates; see :func:`training.remixer.stages.annotate.label_scores`)."""
     annotation_temperature: float | None = 0.0
     """Sampling temperature of annotation replies (0: greedy, reproducible; None: the LLM config's)."""
     document_characters: int = 6000

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Set
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .seeds import SeedSelection, TaskSource
 
 WORDNET_TASK = "wordnet_science"
 WORDNET_INSTRUCTION = "Given a science or math problem, retrieve the concept, law or definition that helps solve it."
@@ -67,25 +63,3 @@ def names_in(documents: dict[str, str], texts: Set[str] | list[str]) -> set[str]
         if len(name) >= MIN_LEMMA_CHARACTERS and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", haystack):
             found.add(doc_id)
     return found
-
-
-def wordnet_source(
-    selection: SeedSelection, *, instruction: str | None, exclude: Set[str], hold_out_ood: bool
-) -> TaskSource:
-    """The ``wordnet_science`` task: seeds and corpus are :func:`wordnet_documents`.
-
-    With ``hold_out_ood``, definitions of a concept named in a concept the out-of-domain validation
-    (``champ_concepts_ood``) holds out are dropped from seeds and corpus, so that validation stays out of domain.
-    """
-    from .seeds import TaskSource
-
-    corpus = wordnet_documents()
-    if hold_out_ood:
-        from reasonembed_rag.evaluation.offline import champ_ood_rows, champ_rows
-
-        held_out = set(champ_ood_rows()[2])
-        texts = [row["content"] for row in champ_rows()[1] if row["id"] in held_out]
-        banned = names_in(corpus, texts)
-        corpus = {doc_id: text for doc_id, text in corpus.items() if doc_id not in banned}
-    seeds, stats = selection.select(corpus.items(), task=WORDNET_TASK, exclude_ids=set(exclude), corpus=corpus)
-    return TaskSource(WORDNET_TASK, instruction or WORDNET_INSTRUCTION, seeds, corpus, stats)

@@ -4,10 +4,9 @@ training rows ``{prompt, query, reasoning_query, pos, neg}``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..parsing import reasoning_query
 from ..records import content_hash
+from .annotate import label_scores
 from .context import SyntheticQuery, TaskContext
 from .reasoning import write_reasoning
 
@@ -94,22 +93,3 @@ def label_queries(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
         ctx.bars.step("label")
 
 
-def label_scores(annotations: list[dict[str, Any]], calibration: str = "none") -> list[int | None]:
-    """The score each of a query's annotations counts with (None: unparseable).
-
-    With ``calibration="query"``, scores read from logits are recomputed: each candidate's distribution is divided
-    by the mean distribution over the query's candidates, then the most likely score is taken. This is contextual
-    calibration (Zhao et al., 2021, "Calibrate before use") with the query's candidates as the reference: it removes
-    a small model's constant preference for one digit and keeps what differs between candidates.
-    """
-    scores: list[int | None] = [row["score"] if row["status"] == "ok" else None for row in annotations]
-    if calibration != "query":
-        return scores
-    indexed = [(i, row["probabilities"]) for i, row in enumerate(annotations) if row.get("probabilities")]
-    if len(indexed) < 2:
-        return scores
-    mean = [sum(p[k] for _, p in indexed) / len(indexed) for k in range(5)]
-    for i, probabilities in indexed:
-        ratios = [probabilities[k] / mean[k] if mean[k] > 0 else 0.0 for k in range(5)]
-        scores[i] = 1 + max(range(5), key=lambda k: (ratios[k], -k))
-    return scores

@@ -18,9 +18,8 @@ come from the annotator alone (near chance for a small local LLM: AUC 0.55-0.63 
 from __future__ import annotations
 
 from ..records import content_hash
-from .annotate import Pair
+from .annotate import Pair, label_scores
 from .context import SyntheticQuery, TaskContext
-from .label import label_scores
 
 VERDICTS = ("kept", "no_target", "retriever_miss", "annotator_disagrees")
 
