@@ -24,10 +24,9 @@ import contextlib
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from .llm import (
     display_model,
     map_concurrently,
 )
+from .llm.client import Counters
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -85,7 +85,7 @@ def default_cache_path() -> Path:
 
 
 @dataclass
-class ExpansionStats:
+class ExpansionStats(Counters):
     """What expansion did so far, counted across calls (read with :meth:`as_dict`)."""
 
     queries: int = 0
@@ -100,24 +100,15 @@ class ExpansionStats:
     completion_tokens: int = 0
     seconds: float = 0.0
     """Wall time spent waiting for the LLM (server start-up excluded)."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: float) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, Any]:
-        with self._lock:
-            counts: dict[str, Any] = {name: getattr(self, name) for name in _STAT_FIELDS}
+        """The counts, the seconds rounded, and the tokens per second."""
+        counts = self.snapshot()
         counts["seconds"] = round(counts["seconds"], 2)
         counts["tokens_per_second"] = (
             round(counts["completion_tokens"] / self.seconds, 1) if self.seconds > 0 else None
         )
         return counts
-
-
-_STAT_FIELDS = ("queries", "cached", "generated", "failed", "prompt_tokens", "completion_tokens", "seconds")
 
 
 class QueryExpander:

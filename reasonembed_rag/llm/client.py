@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,25 @@ class ChatModel(Protocol):
 
 
 @dataclass
-class TokenUsage:
+class Counters:
+    """Counts that many threads add to; :meth:`snapshot` reads a consistent copy of every public field."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: float) -> None:
+        """Add each named count (``add(requests=1, prompt_tokens=120)``) under the lock."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every public field's value, read at one moment."""
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass
+class TokenUsage(Counters):
     """Requests and tokens counted across threads (read a consistent copy with :meth:`snapshot`)."""
 
     requests: int = 0
@@ -84,22 +102,6 @@ class TokenUsage:
     """Requests that failed for good."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "failures": self.failures,
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-            }
 
 
 @dataclass
