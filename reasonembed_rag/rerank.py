@@ -20,12 +20,13 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .jsonl import JSONLCache
 from .llm import LLMError, Message
+from .llm.client import Counters
 
 DIGITS = ("1", "2", "3", "4", "5")
 """The relevance scale, worst to best, each one token for the tokenizers we use."""
@@ -155,7 +156,7 @@ class CrossEncoderReranker:
 
 
 @dataclass
-class RerankCost:
+class RerankCost(Counters):
     """What reranking cost so far (cache hits cost nothing)."""
 
     pairs: int = 0
@@ -167,19 +168,10 @@ class RerankCost:
     completion_tokens: int = 0
     unscored: int = 0
     """Replies requested now that carried no digit (scored :data:`UNSCORED`)."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, int]:
-        with self._lock:
-            return {name: getattr(self, name) for name in _COST_FIELDS}
-
-
-_COST_FIELDS = ("pairs", "cached", "requests", "prompt_tokens", "completion_tokens", "unscored")
+        """Every count, read at one moment."""
+        return self.snapshot()
 
 
 class RerankCache(JSONLCache):
