@@ -136,8 +136,21 @@ REGISTRY: dict[str, ModelSpec] = {
         query_format=BARE_QUERY_FORMAT,  # like its backbone: trained and chosen without instructions
         max_length=256,
         licence="apache-2.0",
-        description="all-MiniLM-L6-v2 + a LoRA adapter trained here (Redapter on the CHAMP train side outside the "
-        "out-of-domain validation, averaged with the backbone). Offline.",
+        description="all-MiniLM-L6-v2 + a LoRA adapter trained here (Redapter on the whole CHAMP train side with "
+        "settings chosen by leave-one-category-out cross-validation, averaged with the backbone). Offline.",
+        base="minilm-l6",
+    ),
+    "reasonembed-minilm-l6-ood": ModelSpec(
+        alias="reasonembed-minilm-l6-ood",
+        source="project",
+        location="reasonembed-minilm-l6-ood",
+        kind="encoder",
+        pooling="mean",
+        query_format=BARE_QUERY_FORMAT,
+        max_length=256,
+        licence="apache-2.0",
+        description="reasonembed-minilm-l6's recipe and seed trained without the out-of-domain validation's "
+        "problems and concepts: what scores the recipe on champ_concepts_ood. Offline.",
         base="minilm-l6",
     ),
 }

@@ -17,7 +17,10 @@ by ``alpha``. ``sweep`` scores the validation only; ``seeds`` also the TEST side
 the paired tests. Scoring is exact cosine search + the project's scorer (``evaluate_run``), as ``reasonembed-rag
 bright --via direct`` does. ``OUTPUT/runs.jsonl`` gets one line per run; a rerun skips finished runs.
 ``score`` scores model folders trained elsewhere (``reasonembed-train train``, one seed per process) as ``seeds``
-does. ``baseline`` scores untrained models
+does. ``cv`` is the sturdier check: leave-one-category-out over all five CHAMP categories of the TRAIN side (each fold
+trains on ``champ-data --hold-out CATEGORY`` data plus the ``--remixer`` folders, filtered the same way, and scores
+that category's TRAIN problems), pooled over the 114 TRAIN problems instead of the validation's 42, with a paired
+test against ``minilm-l6`` on the same queries. ``baseline`` scores untrained models
 (``NAME@POOLING`` overrides the pooling); ``report`` prints per-seed numbers, mean +- std and paired tests per query
 against one of them (needs scipy, which the test extra brings).
 """
@@ -111,8 +114,13 @@ def load_tasks(names: list[str]) -> dict[str, Any]:
 
 
 def score(encoder: Any, tasks: dict[str, Any]) -> dict[str, Any]:
-    """{task: {"ndcg@10": x100, "per_query": {id: ndcg@10}}} by exact cosine search over each task's corpus."""
+    """{task: {"ndcg@10": x100, "per_query": {id: ndcg@10}}} by exact cosine search over each task's corpus.
+
+    Each task also gets ``"<task>+hybrid"``: the same run fused with BM25 (:func:`reasonembed_rag.fusion.fuse`, the
+    default 0.75 dense / 0.25 BM25 min-max fusion every path uses).
+    """
     from reasonembed_rag.evaluation.metrics import evaluate_run
+    from reasonembed_rag.fusion import fuse
 
     result = {}
     for name, task in tasks.items():
@@ -121,12 +129,29 @@ def score(encoder: Any, tasks: dict[str, Any]) -> dict[str, Any]:
         queries = encoder.encode_queries([q.text for q in task.queries], instruction=task.instruction)
         scores = queries @ documents.T
         run = {q.id: dict(zip(ids, map(float, row), strict=True)) for q, row in zip(task.queries, scores, strict=True)}
-        mean, per_query = evaluate_run(run, task.qrels, {q.id: q.excluded_ids for q in task.queries})
-        result[name] = {
-            "ndcg@10": round(100 * mean["ndcg@10"], 2),
-            "per_query": {q: round(m["ndcg@10"], 5) for q, m in per_query.items()},
-        }
+        lexical = bm25_rankings(task)
+        hybrid = {q: dict(fuse(sorted(hits.items(), key=lambda hit: -hit[1]), lexical[q])) for q, hits in run.items()}
+        excluded = {q.id: q.excluded_ids for q in task.queries}
+        for key, scored in ((name, run), (f"{name}+hybrid", hybrid)):
+            mean, per_query = evaluate_run(scored, task.qrels, excluded)
+            result[key] = {
+                "ndcg@10": round(100 * mean["ndcg@10"], 2),
+                "per_query": {q: round(m["ndcg@10"], 5) for q, m in per_query.items()},
+            }
     return result
+
+
+_BM25: dict[str, dict[str, Any]] = {}
+
+
+def bm25_rankings(task: Any) -> dict[str, Any]:
+    """{query id: BM25 ranking} over the task's corpus (the project's one BM25), computed once per task."""
+    from reasonembed_rag.retrieval import BM25Index
+
+    if task.name not in _BM25:
+        hits = BM25Index(task.documents).search([q.text for q in task.queries], len(task.documents))
+        _BM25[task.name] = {q.id: ranking for q, ranking in zip(task.queries, hits, strict=True)}
+    return _BM25[task.name]
 
 
 def load_encoder(name: str) -> Any:
@@ -234,9 +259,84 @@ def paired_report(rows: list[dict], baseline: dict, alpha: str, tasks: list[str]
     return report
 
 
+def fold_task(category: str) -> Any:
+    """The TRAIN problems of one CHAMP category against all 89 concepts (a leave-one-category-out fold)."""
+    from reasonembed_rag.evaluation.data import RetrievalTask
+    from reasonembed_rag.evaluation.offline import CHAMP_TRAIN_TASK, champ_categories
+
+    task = load_tasks([CHAMP_TRAIN_TASK])[CHAMP_TRAIN_TASK]
+    of = champ_categories()
+    queries = [q for q in task.queries if of[q.id] == category]
+    return RetrievalTask(f"cv-{category}", queries, task.documents, task.instruction)
+
+
+def cross_validate(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
+    """``cv`` mode: each setting trained once per held-out category; pooled per-query nDCG@10 per alpha."""
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    from reasonembed_rag.evaluation.offline import CHAMP_TRAIN_TASK, champ_categories
+    from reasonembed_rag.training.remixer.train_side import write_ood_training_data
+
+    categories = sorted(set(champ_categories().values()))
+    log = args.output / "cv.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {(row["name"], row["fold"]) for row in rows}
+    baseline_file = args.output / "cv-baseline.json"
+    if not baseline_file.exists():
+        tasks = load_tasks([CHAMP_TRAIN_TASK])
+        baseline_file.write_text(json.dumps(score(load_encoder(BASELINES[args.model][-1]), tasks)))
+    baseline = json.loads(baseline_file.read_text())
+    reference = baseline[CHAMP_TRAIN_TASK]["per_query"]
+    print(
+        f"{BASELINES[args.model][-1]}: {baseline[CHAMP_TRAIN_TASK]['ndcg@10']:.2f}, "
+        f"+hybrid {baseline[CHAMP_TRAIN_TASK + '+hybrid']['ndcg@10']:.2f} over the TRAIN side",
+        flush=True,
+    )
+    configs = [args.config] if args.config else GRIDS[args.model]
+    for config in configs:
+        name = name_of(config, Path(args.cv_name))
+        for category in categories:
+            if (name, category) in done:
+                continue
+            data = args.output / "data" / args.cv_name / category
+            if not data.exists():
+                write_ood_training_data(data, categories=(category,), remixer=args.remixer, miner="minilm-l6")
+            run = args.output / "runs" / f"{name}-{category}"
+            row = run_one(PRESETS[args.model], config, data, run, {category: fold_task(category)}, alphas)
+            row.update(name=name, fold=category, data=str(data))
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            shutil.rmtree(run, ignore_errors=True)
+            print(name, category, row["steps"], "steps", row["train_s"], "s", summary(row), flush=True)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for config in configs:
+        name = name_of(config, Path(args.cv_name))
+        folds = [row for row in rows if row["name"] == name]
+        for alpha in map(str, alphas):
+            for variant in ("", "+hybrid"):
+                per_query = {
+                    q: v
+                    for row in folds
+                    for q, v in row["scores"][alpha].get(row["fold"] + variant, {}).get("per_query", {}).items()
+                }
+                if not per_query:
+                    continue  # folds scored before the hybrid was added
+                ids = sorted(per_query)
+                mine, base = np.array([per_query[q] for q in ids]), np.array([reference[q] for q in ids])
+                p = float(ttest_rel(mine, base).pvalue) if np.any(mine != base) else 1.0
+                delta = 100 * (mine - base).mean()
+                print(
+                    f"{name}{variant} alpha {alpha}: {100 * mine.mean():.2f} over {len(ids)} queries "
+                    f"({BASELINES[args.model][-1]} {100 * base.mean():.2f}, {delta:+.2f}, t p={p:.3f})",
+                    flush=True,
+                )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("sweep", "seeds", "score", "baseline", "report"))
+    parser.add_argument("mode", choices=("sweep", "seeds", "score", "baseline", "report", "cv"))
     parser.add_argument("--model", choices=sorted(PRESETS), default="minilm-l6", help="backbone and its base settings")
     parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
     parser.add_argument("--output", type=Path, required=True)
@@ -256,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, help="report: the baseline mode's runs.jsonl")
     parser.add_argument("--baseline-name", help="report: which of its rows (default: the first)")
     parser.add_argument("--alpha", default="1.0", help="report: the WiSE-FT alpha chosen on the validation")
+    parser.add_argument("--remixer", action="append", default=[], help="cv: ReMixer folders filtered into each fold")
+    parser.add_argument("--cv-name", default="gold", help="cv: a name for this data mix (its folds' folder)")
     args = parser.parse_args(argv)
 
     import torch
@@ -266,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     alphas = tuple(float(a) for a in args.alphas.split(","))
     args.output.mkdir(parents=True, exist_ok=True)
     log = args.output / "runs.jsonl"
+    if args.mode == "cv":
+        return cross_validate(args, alphas)
     if args.mode == "baseline":
         tasks = load_tasks([CHAMP_OOD_TASK, CHAMP_TASK])
         for model in BASELINES[args.model]:

@@ -929,6 +929,31 @@ def test_demo_without_llm_compares_both_task_sides(shared_minilm, comparison_chr
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_demo_scores_a_refit_model_by_its_twin_on_the_validation(comparison_chroma, monkeypatch, tmp_path):
+    """A model refit on the validation's problems is scored there by its twin trained without them: its test cells
+    are its own, its validation cells the twin's, the choice and the three paths use the twin, the report says so."""
+    from reasonembed_rag import ReasonEmbedEncoder
+    from reasonembed_rag.cli import demo
+    from reasonembed_rag.evaluation.data import load_folder_task
+    from reasonembed_rag.evaluation.runner import evaluate_dense
+
+    monkeypatch.setattr(demo, "VALIDATION_STAND_INS", {"minilm-l6": "reasonembed-minilm-l6-ood"})
+    kwargs = {"agent_questions": 0, "robustness": False, "expansion": False, "quiet": True}
+    payload = demo.run_demo(tmp_path / "out", models=("minilm-l6",), chroma=str(comparison_chroma), **kwargs)
+    cells = {(r["task"], r["pipeline"]): r["mean"] for r in payload["comparison"]}
+    root = tmp_path / "out" / "data"
+    twin = ReasonEmbedEncoder.from_pretrained("reasonembed-minilm-l6-ood")
+    own = ReasonEmbedEncoder.from_pretrained("minilm-l6")
+    for task_name, encoder in (("champ_concepts", own), ("champ_concepts_ood", twin)):
+        task = load_folder_task(root, task_name)
+        expected = evaluate_dense(task, encoder, chroma=str(tmp_path / "check"), show_progress=False)
+        assert cells[(task_name, "minilm-l6")] == pytest.approx(expected.metrics["ndcg@10"], abs=1e-9)
+    assert payload["validation_stand_ins"] == {"minilm-l6": "reasonembed-minilm-l6-ood"}
+    direct = next(r for r in payload["results"] if r["via"] == "direct")
+    assert direct["ndcg@10"] == pytest.approx(cells[("champ_concepts_ood", payload["best_pipeline"]["pipeline"])])
+    assert "is scored by `reasonembed-minilm-l6-ood`" in (tmp_path / "out" / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, tmp_path):
     """`reasonembed-rag demo` with an LLM (taken from OPENAI_* like a user's endpoint): the robustness summary and the

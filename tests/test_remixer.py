@@ -689,6 +689,34 @@ def test_ood_training_data_holds_out_the_validation_categories_concepts_and_seed
     assert (twice / "champ_concepts_train.jsonl").read_text() == (tmp_path / "champ_concepts_train.jsonl").read_text()
 
 
+def test_champ_data_refit_holds_nothing_out_and_a_fold_holds_out_one_category(tmp_path, capsys):
+    from reasonembed_rag.evaluation.offline import champ_categories, champ_ood_rows, champ_rows
+    from reasonembed_rag.training import cli as train_cli
+
+    examples, documents = champ_rows()
+    remixer = Path(__file__).resolve().parents[1] / "data" / "remixer-champ"
+    arguments = ["champ-data", "--remixer", str(remixer), "--negatives", "3", "--miner", "bm25"]
+    assert train_cli.main([*arguments, "--output", str(tmp_path / "all"), "--hold-out", "none"]) == 0
+    assert f"champ_concepts_train_gold.jsonl: {len(examples['train'])} rows" in capsys.readouterr().out
+    gold = [json.loads(line) for line in (tmp_path / "all/champ_concepts_train_gold.jsonl").read_text().splitlines()]
+    test_queries = {row["query"] for row in examples["test"]}
+    assert {row["query"] for row in gold} == {row["query"] for row in examples["train"]}
+    assert not {row["query"] for row in gold} & test_queries
+    assert len((tmp_path / "all/champ_concepts_train.jsonl").read_text().splitlines()) == 31  # nothing filtered
+
+    validation, _, held_out = champ_ood_rows(("Sequence",))
+    assert validation and all(champ_categories()[row["id"]] == "Sequence" for row in validation)
+    assert train_cli.main([*arguments, "--output", str(tmp_path / "fold"), "--hold-out", "Sequence"]) == 0
+    fold = (tmp_path / "fold/champ_concepts_ood_train_gold.jsonl").read_text().splitlines()
+    corpus = {row["id"]: row["content"] for row in documents}
+    banned = {corpus[c] for c in held_out}
+    for row in map(json.loads, fold):
+        assert row["query"] not in {v["query"] for v in validation} and not set(row["pos"] + row["neg"]) & banned
+    with pytest.raises(SystemExit):
+        train_cli.main([*arguments, "--output", str(tmp_path / "bad"), "--hold-out", ","])
+    assert "or 'none' to hold nothing out" in capsys.readouterr().err
+
+
 class BagOfWordsEncoder:
     """A stand-in encoder with the ReasonEmbedEncoder interface: hashed bag of words, L2-normalised."""
 

@@ -92,6 +92,12 @@ def test_train_infonce_then_export_a_checkpoint_then_add_results(tmp_path, setup
     assert "| model | champ_concepts | mean |" in card
     assert "| basic | 34.6 | 34.6 |" in card and "| bm25 | 22.0 | 22.0 |" in card
     assert len(json.loads((output / "results.json").read_text())) == 2
+    note = "The champ_concepts_ood column is not out of domain for `basic`: it trained on those queries."
+    assert cli.main(["card", str(output), "--results", str(baseline), "--note", note]) == 0
+    card = (output / "README.md").read_text()
+    assert note in card and card.index("| bm25 | 22.0 | 22.0 |") < card.index(note) < card.index("## Training data")
+    assert cli.main(["card", str(output), "--results", str(baseline)]) == 0  # the note stays until replaced
+    assert note in (output / "README.md").read_text()
 
 
 def test_wise_ft_scales_the_adapter_delta_exactly(tmp_path, setup, capsys):

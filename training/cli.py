@@ -228,13 +228,18 @@ def register_card(subparsers: Any) -> None:
     )
     parser.add_argument("model", help="a model folder written by `reasonembed-train train`")
     parser.add_argument("--results", nargs="+", required=True, help="results.json files, one row each")
+    parser.add_argument(
+        "--note",
+        help="a sentence printed under the results table (replaces an earlier one), e.g. which rows saw a task's "
+        "queries in training",
+    )
     parser.set_defaults(handler=_run_card)
 
 
 def _run_card(namespace: argparse.Namespace) -> int:
     from .export import add_results
 
-    print(f"Wrote {add_results(namespace.model, namespace.results)}")
+    print(f"Wrote {add_results(namespace.model, namespace.results, note=namespace.note)}")
     return 0
 
 

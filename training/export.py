@@ -34,6 +34,7 @@ from reasonembed_rag.encoder import CONFIG_NAME, EncoderConfig, ReasonEmbedEncod
 
 TRAINING_INFO_NAME = "training_info.json"
 RESULTS_NAME = "results.json"
+RESULTS_NOTE_NAME = "results_note.txt"
 CARD_NAME = "README.md"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 EXPORT_FORMS = ("adapter", "merged")
@@ -225,11 +226,19 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]
     return results
 
 
-def add_results(folder: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> Path:
-    """Add result files to a model folder's ``results.json`` (a model's new row replaces its old) and redo the card."""
+def add_results(
+    folder: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *, note: str | None = None
+) -> Path:
+    """Add result files to a model folder's ``results.json`` (a model's new row replaces its old) and redo the card.
+
+    ``note`` (kept in ``results_note.txt``, replacing an earlier one) is printed under the results table: say there
+    which numbers are not what they seem, e.g. a task whose queries the model trained on.
+    """
     folder = Path(folder)
     if not (folder / CONFIG_NAME).exists():
         raise ValueError(f"{folder} is not a model folder (no {CONFIG_NAME}).")
+    if note is not None:
+        (folder / RESULTS_NOTE_NAME).write_text(note.strip() + "\n", encoding="utf-8")
     existing = load_results([folder / RESULTS_NAME]) if (folder / RESULTS_NAME).exists() else []
     new = load_results(paths)
     names = {_row_name(item) for item in new}
@@ -319,6 +328,8 @@ def write_model_card(folder: str | os.PathLike[str]) -> Path:
             results_table(results),
             "",
         ]
+        if (folder / RESULTS_NOTE_NAME).exists():
+            lines += [(folder / RESULTS_NOTE_NAME).read_text(encoding="utf-8").strip(), ""]
     else:
         lines += [
             "No measured results yet. Measure with `reasonembed-rag bright --model <this folder> --output "

@@ -104,6 +104,11 @@ def champ_ood_rows(
     return validation, training, held_out
 
 
+def champ_categories() -> dict[str, str]:
+    """``{problem id: CHAMP category}`` for every problem (e.g. ``"Number-Theory"``)."""
+    return {pid: problem.category for pid, problem in _champ_dataset().problems.items()}
+
+
 def champ_hints(problem_id: str) -> list[str]:
     """The human hints CHAMP gives for a problem (its ``H_...`` entries, in order); empty when it has none."""
     dataset = _champ_dataset()

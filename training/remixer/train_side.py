@@ -10,6 +10,7 @@ its own, so batches never mix gold and synthetic rows.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,13 +100,20 @@ def ood_training_rows(
     and, with ``remixer`` (one or more ``synthesize`` output folders), their synthetic rows minus every held-out
     concept and minus the queries generated from a held-out problem or concept (read from their ``work/`` records).
     Rows of one task from several folders go to one file (a query once).
+
+    ``categories=()`` holds nothing out: every TRAIN problem and concept (the refit of a recipe already chosen on
+    the validation; the validation then no longer measures the result).
     """
     from reasonembed_rag.evaluation.offline import OOD_CATEGORIES, champ_ood_rows, champ_rows
 
-    validation, training, held_out = champ_ood_rows(categories or OOD_CATEGORIES)
-    documents = champ_rows()[1]
+    examples, documents = champ_rows()
+    if categories == ():
+        validation, training, held_out = [], examples["train"], []
+    else:
+        validation, training, held_out = champ_ood_rows(categories or OOD_CATEGORIES)
     corpus = {row["id"]: row["content"] for row in documents if row["id"] not in held_out}
-    result = {GOLD_OOD_TASK: gold_rows(training, corpus, negatives=negatives, miner=miner, hints=True)}
+    gold_task = GOLD_TASK if categories == () else GOLD_OOD_TASK
+    result = {gold_task: gold_rows(training, corpus, negatives=negatives, miner=miner, hints=True)}
     folders = [] if remixer is None else [remixer] if isinstance(remixer, str | Path) else list(remixer)
     banned_seeds = {f"train_problem:{row['id']}" for row in validation} | set(held_out)
     banned_texts = {row["content"] for row in documents if row["id"] in held_out}
@@ -184,11 +192,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--negatives", type=int, default=15, help="hard negatives per row")
     parser.add_argument(
         "--hold-out",
-        type=lambda text: tuple(item.strip() for item in text.split(",") if item.strip()),
+        type=_categories,
         default=None,
-        help="comma-separated CHAMP problem categories (default: the validation's own, Combinatorics,Inequality)",
+        help="comma-separated CHAMP problem categories (default: the validation's own, Combinatorics,Inequality); "
+        "'none' holds nothing out, for the final refit of settings already chosen on the validation",
     )
     parser.set_defaults(handler=_run_champ_data)
+
+
+def _categories(text: str) -> tuple[str, ...]:
+    """``--hold-out``: ``none`` -> () (nothing held out), else the comma-separated categories."""
+    if text.strip().lower() == "none":
+        return ()
+    categories = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not categories:
+        raise argparse.ArgumentTypeError(f"{text!r}: name CHAMP categories, or 'none' to hold nothing out.")
+    return categories
 
 
 def _run_champ_data(namespace: Any) -> int:

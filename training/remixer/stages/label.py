@@ -91,5 +91,3 @@ def label_queries(ctx: TaskContext, queries: list[SyntheticQuery]) -> None:
             if ctx.files.train.append(row):
                 ctx.run.rows += 1
         ctx.bars.step("label")
-
-
