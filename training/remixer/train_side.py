@@ -107,6 +107,8 @@ def ood_training_rows(
     from reasonembed_rag.evaluation.offline import OOD_CATEGORIES, champ_ood_rows, champ_rows
 
     examples, documents = champ_rows()
+    validation: list[dict[str, Any]]
+    held_out: list[str]
     if categories == ():
         validation, training, held_out = [], examples["train"], []
     else:
