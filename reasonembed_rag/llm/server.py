@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 LOCAL_CONCURRENCY = 16
+"""Requests in flight against the local server unless the caller says otherwise: with continuous batching, 16-32
+parallel requests are where a 2-core CPU's throughput levels off."""
 CB_CACHE_BLOCKS = 64
 """KV-cache blocks (256 tokens each) of the continuous-batching server: 16,384 tokens, 16 requests of 1,024 tokens
 (about 0.75 GB for SmolLM2-135M in float32). Left to itself, transformers sizes the cache on CPU from the machine's
@@ -41,8 +43,6 @@ rest."""
 CB_MAX_BATCH_TOKENS = 1024
 """Tokens per forward pass of the continuous-batching server (transformers' default 8,192 also sizes attention masks
 over the whole cache: gigabytes on CPU); longer prompts are prefilled in chunks."""
-"""Requests in flight against the local server unless the caller says otherwise: with continuous batching, 16-32
-parallel requests are where a 2-core CPU's throughput levels off."""
 
 
 def default_local_model() -> Path:
