@@ -717,6 +717,25 @@ def test_champ_data_refit_holds_nothing_out_and_a_fold_holds_out_one_category(tm
     assert "or 'none' to hold nothing out" in capsys.readouterr().err
 
 
+def test_remixer_rows_left_without_a_positive_or_a_negative_are_dropped(tmp_path):
+    from reasonembed_rag.training.remixer.train_side import _remixer_rows_without
+
+    rows = {
+        "keeps": {"pos": ["P"], "neg": ["held", "N"]},
+        "no negative left": {"pos": ["P"], "neg": ["held"]},
+        "no positive left": {"pos": ["held"], "neg": ["N"]},
+        "banned seed": {"pos": ["P"], "neg": ["N"]},
+    }
+    (tmp_path / "train").mkdir()
+    (tmp_path / "work/toy").mkdir(parents=True)
+    lines = [json.dumps({"query": query, **fields}) for query, fields in rows.items()]
+    (tmp_path / "train/toy.jsonl").write_text("\n".join(lines) + "\n")
+    records = [json.dumps({"query": q, "seed_id": "bad" if q == "banned seed" else "ok"}) for q in rows]
+    (tmp_path / "work/toy/queries.jsonl").write_text("\n".join(records) + "\n")
+    kept = _remixer_rows_without(tmp_path, {"bad"}, {"held"})
+    assert kept == {"toy": [{"query": "keeps", "pos": ["P"], "neg": ["N"]}]}
+
+
 class BagOfWordsEncoder:
     """A stand-in encoder with the ReasonEmbedEncoder interface: hashed bag of words, L2-normalised."""
 
@@ -830,8 +849,9 @@ def test_round_trip_filter_keeps_queries_that_lead_back_and_the_annotator_confir
     assert llm.calls["reasoning"] == 1 and summary["tasks"]["toy_math"]["reasoning"]["human"] == 1
     # Resuming redoes nothing.
     again = ScriptedLLM()
-    assert ReMixer(settings, llm=again, concurrency=2).run([_round_trip_source()])["tasks"]["toy_math"] == (
-        summary["tasks"]["toy_math"]
+    assert (
+        ReMixer(settings, llm=again, concurrency=2).run([_round_trip_source()])["tasks"]["toy_math"]
+        == (summary["tasks"]["toy_math"])
     )
     assert sum(again.calls.values()) == 0
 

@@ -127,7 +127,8 @@ def ood_training_rows(
 
 
 def _remixer_rows_without(folder: Path, banned_seeds: set[str], banned_texts: set[str]) -> dict[str, list[dict]]:
-    """The synthetic rows of a ReMixer output folder, minus banned seeds' queries and banned documents."""
+    """The synthetic rows of a ReMixer output folder, minus banned seeds' queries and banned documents (a row that
+    is left without a positive or without a hard negative goes too)."""
     rows: dict[str, list[dict]] = {}
     for path in sorted((folder / "train").glob("*.jsonl")):
         if path.stem.endswith("_gold"):
@@ -143,9 +144,10 @@ def _remixer_rows_without(folder: Path, banned_seeds: set[str], banned_texts: se
             if row["query"] not in seed_of:
                 raise ValueError(f"{path}: query {row['query'][:60]!r} has no record in {queries}; cannot check it.")
             pos = [text for text in row["pos"] if text not in banned_texts]
-            if seed_of[row["query"]] in banned_seeds or not pos:
-                continue
-            kept.append({**row, "pos": pos, "neg": [text for text in row["neg"] if text not in banned_texts]})
+            neg = [text for text in row["neg"] if text not in banned_texts]
+            if seed_of[row["query"]] in banned_seeds or not pos or not neg:
+                continue  # a row left without a positive or a hard negative cannot train
+            kept.append({**row, "pos": pos, "neg": neg})
         rows[path.stem] = kept
     return rows
 
