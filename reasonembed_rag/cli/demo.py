@@ -297,7 +297,8 @@ def _report(paths: list[TaskResult], payload: dict[str, Any], output: Path) -> s
         comparison.markdown_tables(payload["comparison"], TASKS),
         "",
         *(
-            f"On the validation, `{alias}` (refit on the whole TRAIN side, these 42 problems included) is scored by "
+            f"On the validation, `{alias}` (refit on the whole TRAIN side, these "
+            f"{payload['tasks'][CHAMP_OOD_TASK]['queries']} problems included) is scored by "
             f"`{twin}`: the same recipe and seed trained without them, so its cells there are out of domain."
             for alias, twin in payload.get("validation_stand_ins", {}).items()
         ),
