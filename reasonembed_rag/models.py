@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +75,21 @@ _REASONEMBED_HUB = [
     ),
 ]
 
+_REASONEMBED_MINILM = ModelSpec(
+    alias="reasonembed-minilm-l6",
+    source="project",
+    location="reasonembed-minilm-l6",
+    kind="encoder",
+    pooling="mean",
+    query_format=BARE_QUERY_FORMAT,  # like its backbone: trained and chosen without instructions
+    max_length=256,
+    licence="apache-2.0",
+    description="all-MiniLM-L6-v2 + a LoRA adapter trained here (Redapter on the whole CHAMP train side with "
+    "settings chosen by leave-one-category-out cross-validation, averaged with the backbone). Offline.",
+    base="minilm-l6",
+)
+"""The project's MiniLM model; its ``-ood`` twin differs only in name, folder and description."""
+
 REGISTRY: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
         alias="smollm2-135m",
@@ -127,31 +142,13 @@ REGISTRY: dict[str, ModelSpec] = {
         description="SmolLM2-135M trained here with ReMixer data and the Redapter loss (mean pooling). Offline.",
         base="smollm2-135m",
     ),
-    "reasonembed-minilm-l6": ModelSpec(
-        alias="reasonembed-minilm-l6",
-        source="project",
-        location="reasonembed-minilm-l6",
-        kind="encoder",
-        pooling="mean",
-        query_format=BARE_QUERY_FORMAT,  # like its backbone: trained and chosen without instructions
-        max_length=256,
-        licence="apache-2.0",
-        description="all-MiniLM-L6-v2 + a LoRA adapter trained here (Redapter on the whole CHAMP train side with "
-        "settings chosen by leave-one-category-out cross-validation, averaged with the backbone). Offline.",
-        base="minilm-l6",
-    ),
-    "reasonembed-minilm-l6-ood": ModelSpec(
+    _REASONEMBED_MINILM.alias: _REASONEMBED_MINILM,
+    "reasonembed-minilm-l6-ood": replace(
+        _REASONEMBED_MINILM,
         alias="reasonembed-minilm-l6-ood",
-        source="project",
         location="reasonembed-minilm-l6-ood",
-        kind="encoder",
-        pooling="mean",
-        query_format=BARE_QUERY_FORMAT,
-        max_length=256,
-        licence="apache-2.0",
         description="reasonembed-minilm-l6's recipe and seed trained without the out-of-domain validation's "
         "problems and concepts: what scores the recipe on champ_concepts_ood. Offline.",
-        base="minilm-l6",
     ),
 }
 """Known models by alias (CONTRACT: the aliases are relied on by users)."""
