@@ -163,16 +163,25 @@ def load_encoder(name: str) -> Any:
 
 
 def interpolated_scores(
-    folder: Path, backbone: str, tasks: dict[str, Any], alphas: tuple[float, ...]
+    folders: Path | list[Path], backbone: str, tasks: dict[str, Any], alphas: tuple[float, ...]
 ) -> dict[str, Any]:
-    """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (W0 the backbone, W1 the trained model in ``folder``)."""
+    """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (W0 the backbone, W1 the trained model in ``folders``).
+
+    Several folders (seeds of one setting) make W1 their uniform soup, the mean of their weights.
+    """
     import torch
 
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
-    tuned = ReasonEmbedEncoder.from_pretrained(folder)
+    folders = [folders] if isinstance(folders, Path) else folders
+    tuned = ReasonEmbedEncoder.from_pretrained(folders[0])
     base = ReasonEmbedEncoder.from_pretrained(backbone).model.state_dict()
     trained = {k: v.clone() for k, v in tuned.model.state_dict().items()}
+    for folder in folders[1:]:
+        for k, v in ReasonEmbedEncoder.from_pretrained(folder).model.state_dict().items():
+            if v.is_floating_point():
+                trained[k] += v
+    trained = {k: v / len(folders) if v.is_floating_point() else v for k, v in trained.items()}
     result = {}
     for alpha in alphas:
         with torch.no_grad():
@@ -294,24 +303,48 @@ def cross_validate(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
         flush=True,
     )
     configs = [args.config] if args.config else GRIDS[args.model]
+    soups: list[tuple[str, list[str]]] = []  # (soup name, the run names of its seeds)
+    if args.soup:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+        seeded = [[{**config, "seed": seed} for seed in seeds] for config in configs]
+        soups = [
+            (
+                f"{name_of(config, Path(args.cv_name))}-soup{'+'.join(map(str, seeds))}",
+                [name_of(c, Path(args.cv_name)) for c in group],
+            )
+            for config, group in zip(configs, seeded, strict=True)
+        ]
+        configs = [config for group in seeded for config in group]
     for config in configs:
         name = name_of(config, Path(args.cv_name))
         for category in categories:
-            if (name, category) in done:
+            run = args.output / "runs" / f"{name}-{category}"
+            if (name, category) in done and (run.exists() or not args.soup):
                 continue
             data = args.output / "data" / args.cv_name / category
             if not data.exists():
                 write_ood_training_data(data, categories=(category,), remixer=args.remixer, miner="minilm-l6")
-            run = args.output / "runs" / f"{name}-{category}"
             row = run_one(PRESETS[args.model], config, data, run, {category: fold_task(category)}, alphas)
             row.update(name=name, fold=category, data=str(data))
             with log.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            shutil.rmtree(run, ignore_errors=True)
+            if not (args.soup or args.keep):
+                shutil.rmtree(run, ignore_errors=True)
             print(name, category, row["steps"], "steps", row["train_s"], "s", summary(row), flush=True)
+    for soup, names in soups:
+        for category in categories:
+            if (soup, category) in done:
+                continue
+            runs = [args.output / "runs" / f"{name}-{category}" for name in names]
+            row = {"name": soup, "fold": category, "config": {"soup": names}}
+            row["scores"] = interpolated_scores(
+                runs, PRESETS[args.model]["model"], {category: fold_task(category)}, alphas
+            )
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(soup, category, summary(row), flush=True)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    for config in configs:
-        name = name_of(config, Path(args.cv_name))
+    for name in [*(name_of(config, Path(args.cv_name)) for config in configs), *(soup for soup, _ in soups)]:
         folds = [row for row in rows if row["name"] == name]
         for alpha in map(str, alphas):
             for variant in ("", "+hybrid"):
@@ -358,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", default="1.0", help="report: the WiSE-FT alpha chosen on the validation")
     parser.add_argument("--remixer", action="append", default=[], help="cv: ReMixer folders filtered into each fold")
     parser.add_argument("--cv-name", default="gold", help="cv: a name for this data mix (its folds' folder)")
+    parser.add_argument(
+        "--soup",
+        action="store_true",
+        help="cv: train each setting once per --seeds seed and also score their uniform soup (mean of the weights)",
+    )
     args = parser.parse_args(argv)
 
     import torch

@@ -118,6 +118,42 @@ def test_wise_ft_scales_the_adapter_delta_exactly(tmp_path, setup, capsys):
     assert "alpha must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_soup_averages_seeds_exactly_as_one_adapter(tmp_path, setup, capsys):
+    model, data = setup
+    runs = [tmp_path / f"seed{seed}" for seed in (1, 2, 3)]
+    for seed, run in zip((1, 2, 3), runs, strict=True):
+        assert _train(model, data, run, "--lora", "--lr", "5e-2", "--warmup-ratio", "0", "--seed", str(seed)) == 0
+    base = ReasonEmbedEncoder.from_pretrained(str(model), device="cpu").model.state_dict()
+    trained = [ReasonEmbedEncoder.from_pretrained(str(run), device="cpu").model.state_dict() for run in runs]
+    soup = tmp_path / "soup"
+    assert cli.main(["soup", *map(str, runs), "--output", str(soup), "--alpha", "0.5"]) == 0
+    assert "Wrote the soup of 3 runs" in capsys.readouterr().out
+    souped = ReasonEmbedEncoder.from_pretrained(str(soup), device="cpu")
+    moved = [name for name in base if not torch.equal(base[name], trained[0][name])]
+    assert moved and any(not torch.equal(trained[0][n], trained[1][n]) for n in moved), "seeds must differ"
+    for name in moved:
+        mean = sum(state[name] for state in trained) / 3
+        torch.testing.assert_close(souped.model.state_dict()[name], base[name] + 0.5 * (mean - base[name]))
+    assert (
+        json.loads((soup / "adapter_config.json").read_text())["r"]
+        == 3 * json.loads((runs[0] / "adapter_config.json").read_text())["r"]
+    )
+    info = json.loads((soup / "training_info.json").read_text())
+    assert info["soup"]["seeds"] == [1, 2, 3] and info["wise_ft_alpha"] == 0.5
+    assert (
+        "Model soup: the uniform mean of the weights of 3 runs of this recipe (seeds 1, 2, 3)"
+        in (soup / "README.md").read_text()
+    )
+    assert souped.encode(TEXTS).shape == (len(TEXTS), souped.dimension)
+
+    assert cli.main(["soup", str(runs[0]), "--output", str(tmp_path / "one")]) == 1
+    assert "at least two adapter folders" in capsys.readouterr().err
+    assert cli.main(["soup", str(runs[0]), str(model), "--output", str(tmp_path / "bad")]) == 1
+    assert f"{model} is not a LoRA adapter model folder" in capsys.readouterr().err
+    assert cli.main(["soup", str(runs[0]), str(runs[1]), "--output", str(runs[0])]) == 1
+    assert "not over one of its runs" in capsys.readouterr().err
+
+
 def test_malformed_data_is_a_one_line_error_naming_file_line_and_field(tmp_path, setup, capsys):
     model, _ = setup
     data = tmp_path / "bad.jsonl"
@@ -152,7 +188,7 @@ def test_subcommand_modules_register_their_commands(monkeypatch, capsys):
     assert cli.main(["synthesize", "--corpus", "docs.jsonl"]) == 0
     assert "synthesizing docs.jsonl" in capsys.readouterr().out
     parser, commands, failures = cli.build_parser()
-    assert commands == ["card", "export", "synthesize", "train", "wise-ft"] and failures == []
+    assert commands == ["card", "export", "soup", "synthesize", "train", "wise-ft"] and failures == []
 
 
 def test_help_lists_the_paper_recipe_options(capsys):
@@ -189,7 +225,7 @@ def test_a_subcommand_module_with_a_missing_dependency_is_reported_not_fatal(tmp
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("broken_sub_cli",))
     _, commands, failures = cli.build_parser()
-    assert commands == ["card", "export", "train", "wise-ft"]
+    assert commands == ["card", "export", "soup", "train", "wise-ft"]
     assert len(failures) == 1 and "not_installed_dependency_for_test" in failures[0]
     with pytest.raises(SystemExit):
         cli.main(["synthesize"])

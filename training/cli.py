@@ -6,6 +6,7 @@ Subcommands:
 * ``export`` - export the model of a checkpoint (adapter or merged).
 * ``card`` - add ``reasonembed-rag bright`` results to a model folder and regenerate its model card.
 * ``wise-ft`` - scale a LoRA model's adapter by alpha (weight averaging with the backbone, WiSE-FT).
+* ``soup`` - average several LoRA runs of one recipe (seeds) into one adapter (a uniform model soup).
 * ``synthesize`` - ReMixer data synthesis, registered by :mod:`training.remixer.cli` when that module is present.
 * ``champ-data`` - training rows for the out-of-domain validation split (:mod:`training.remixer.train_side`).
 
@@ -263,7 +264,29 @@ def _run_wise_ft(namespace: argparse.Namespace) -> int:
     return 0
 
 
-REGISTRARS: list[Registrar] = [register_train, register_export, register_card, register_wise_ft]
+def register_soup(subparsers: Any) -> None:
+    """The ``soup`` subcommand."""
+    parser = subparsers.add_parser(
+        "soup",
+        help="average LoRA runs of one recipe (seeds) into one adapter",
+        description="Write the uniform model soup of LoRA adapter folders (the mean of their weights) to OUTPUT as "
+        "one exact LoRA adapter whose rank is the sum of theirs; --alpha also applies WiSE-FT to the soup.",
+    )
+    parser.add_argument("models", nargs="+", help="LoRA adapter model folders written by `reasonembed-train train`")
+    parser.add_argument("--output", required=True, help="the soup's model folder (new)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="WiSE-FT on the soup: 1 = the soup as averaged")
+    parser.set_defaults(handler=_run_soup)
+
+
+def _run_soup(namespace: argparse.Namespace) -> int:
+    from .export import soup_adapters
+
+    folder = soup_adapters(namespace.models, namespace.output, alpha=namespace.alpha)
+    print(f"Wrote the soup of {len(namespace.models)} runs to {folder}")
+    return 0
+
+
+REGISTRARS: list[Registrar] = [register_train, register_export, register_card, register_wise_ft, register_soup]
 """Built-in subcommands."""
 
 

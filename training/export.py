@@ -117,6 +117,80 @@ def scale_adapter(folder: str | os.PathLike[str], alpha: float) -> Path:
     return folder
 
 
+def soup_adapters(
+    folders: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *, alpha: float = 1.0
+) -> Path:
+    """A uniform model soup of LoRA adapter folders (seeds of one recipe), as one exact LoRA adapter in ``output``.
+
+    The soup's weights are the mean of the runs' weights, ``W0 + mean(B_i @ A_i * s_i)``, times ``alpha`` if given
+    (WiSE-FT on the soup). peft's ``add_weighted_adapter(combination_type="cat")`` writes that exactly: one adapter
+    whose rank is the sum of the runs' ranks. Every run must share the backbone, pooling and query format; the first
+    run's config, arguments and log are kept, and ``training_info.json`` lists the runs and their seeds.
+    """
+    from peft import PeftModel
+
+    if len(folders) < 2:
+        raise ValueError(f"A soup needs at least two adapter folders, got {len(folders)}.")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1] (1 = the soup as averaged), got {alpha}.")
+    sources = [Path(folder) for folder in folders]
+    configs = []
+    for folder in sources:
+        if not (folder / ADAPTER_WEIGHTS_NAME).exists() or not (folder / CONFIG_NAME).exists():
+            raise FileNotFoundError(
+                f"{folder} is not a LoRA adapter model folder (written with --export-form adapter)."
+            )
+        configs.append(EncoderConfig.load(folder))
+    for folder, config in zip(sources[1:], configs[1:], strict=True):
+        for field in ("base_model", "pooling", "query_format", "max_length"):
+            if getattr(config, field) != getattr(configs[0], field):
+                raise ValueError(
+                    f"{folder} and {sources[0]} differ in {field} ({getattr(config, field)!r} against "
+                    f"{getattr(configs[0], field)!r}): only runs of one recipe make a soup."
+                )
+    output = Path(output)
+    if output.resolve() in {folder.resolve() for folder in sources}:
+        raise ValueError(f"Write the soup to a new folder, not over one of its runs ({output}).")
+    from safetensors import safe_open
+
+    with safe_open(str(sources[0] / ADAPTER_WEIGHTS_NAME), "pt") as weights:
+        stored = weights.get_tensor(next(iter(weights.keys()))).dtype
+    dtype = next(name for name, value in ADAPTER_DTYPES.items() if value == stored)
+    backbone = ReasonEmbedEncoder.from_pretrained(str(configs[0].base_model), device="cpu", dtype="float32")
+    names = [f"run{index}" for index in range(len(sources))]
+    with quiet_transformers():
+        model = PeftModel.from_pretrained(backbone.model, str(sources[0]), adapter_name=names[0])
+        for name, folder in zip(names[1:], sources[1:], strict=True):
+            model.load_adapter(str(folder), adapter_name=name)
+        model.add_weighted_adapter(
+            names, [alpha / len(names)] * len(names), adapter_name="default", combination_type="cat"
+        )
+        model.set_adapter("default")
+        for name in names:
+            model.delete_adapter(name)
+        output.mkdir(parents=True, exist_ok=True)
+        for stale in ("adapter_config.json", ADAPTER_WEIGHTS_NAME):
+            (output / stale).unlink(missing_ok=True)
+        save_adapter(model, output, dtype=dtype)
+    configs[0].save(output)
+    for name in ("training_args.json", "train_log.jsonl"):
+        if (sources[0] / name).exists():
+            (output / name).write_bytes((sources[0] / name).read_bytes())
+    info_path = sources[0] / TRAINING_INFO_NAME
+    info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {}
+    seeds = []
+    for folder in sources:
+        arguments = folder / "training_args.json"
+        seeds.append(json.loads(arguments.read_text()).get("seed") if arguments.exists() else None)
+    info["soup"] = {"runs": [str(folder) for folder in sources], "seeds": seeds}
+    if alpha != 1.0:
+        info["wise_ft_alpha"] = round(info.get("wise_ft_alpha", 1.0) * alpha, 6)
+    info["files_mb"] = round(_folder_megabytes(output), 2)
+    (output / TRAINING_INFO_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    write_model_card(output)
+    return output
+
+
 def export_model(
     model: torch.nn.Module,
     encoder: ReasonEmbedEncoder,
@@ -360,6 +434,15 @@ def write_model_card(folder: str | os.PathLike[str]) -> Path:
                     f"{info['wise_ft_alpha']} x (trained - backbone))"
                 ]
                 if "wise_ft_alpha" in info
+                else []
+            ),
+            *(
+                [
+                    f"- Model soup: the uniform mean of the weights of {len(info['soup']['seeds'])} runs of this "
+                    f"recipe (seeds {', '.join(map(str, info['soup']['seeds']))}), stored as one LoRA adapter of "
+                    "their summed rank"
+                ]
+                if "soup" in info
                 else []
             ),
             f"- Steps: {info.get('steps', '?')} optimiser steps ({info.get('epochs_done', '?')} epochs), "

@@ -51,6 +51,9 @@ AGENT_VARIANTS = ("alone", "+hybrid")
 """Pipelines an agent can search with (the agents write their own query expansion, so '+expansion' is not one)."""
 ROBUSTNESS_MODELS = (BM25.name, "minilm-l6", "reasonembed-minilm-l6")
 """The robustness summary's models (those among the demo's): lexical, the baseline and the project's model."""
+EXPANSION_MAX_TOKENS = 64
+"""The demo's sketch length: with the local SmolLM2-135M, 64 tokens scored as well as the library default of 128 on
+the validation (greedy sketches cut to 32 / 64 / 96 / 128 tokens, docs/measurements.md) at half the generation."""
 DEFAULT_AGENT_QUESTIONS = 8
 """Test-side questions per agent x retriever (each costs two small-LLM calls, sent 16 at a time)."""
 AGREEMENT_TOLERANCE = 0.002
@@ -216,7 +219,9 @@ def _expanded_cells(
     reuses them."""
     from ..expansion import QueryExpander
 
-    with QueryExpander(endpoint, cache=output / "expansions.jsonl", show_progress=not quiet) as expander:
+    with QueryExpander(
+        endpoint, cache=output / "expansions.jsonl", max_tokens=EXPANSION_MAX_TOKENS, show_progress=not quiet
+    ) as expander:
         lexical = {task.name: evaluate_bm25(task, expand=expander) for task in tasks}
         cells += [comparison.Cell(BM25.name, "+expansion", lexical[task.name]) for task in tasks]
         for alias in encoders:
