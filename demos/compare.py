@@ -34,6 +34,7 @@ from typing import Any
 
 from reasonembed_rag.evaluation.data import RetrievalTask, load_folder_task, load_hub_task
 from reasonembed_rag.evaluation.offline import CHAMP_TASK, build_offline_tasks
+from reasonembed_rag.fusion import HYBRID_WEIGHT, Hybrid
 from reasonembed_rag.jsonl import read_jsonl
 from reasonembed_rag.llm import (
     LLMChoice,
@@ -178,6 +179,7 @@ def run_comparison(
     llm: LLMChoice | LLMConfig | None = None,
     settings: AgentSettings | None = None,
     encoders: Mapping[str, Any] | None = None,
+    hybrid: Hybrid | None = None,
     judge: bool = False,
     use_cache: bool = True,
     concurrency: int | None = None,
@@ -200,6 +202,7 @@ def run_comparison(
             ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` if set, else a local SmolLM2 server started when first needed.
         settings: Agent limits and prompt settings (default :class:`~demos.core.AgentSettings`).
         encoders: Already loaded encoders by retriever name (e.g. the demo's), used instead of loading them again.
+        hybrid: The fusion of ``MODEL+bm25`` retrievers (default: min-max, BM25 weight 0.25).
         judge: Also ask the LLM whether each answer agrees with the gold answer.
         use_cache: Reuse and extend ``OUTPUT/cache/answers.jsonl``.
         concurrency: Questions answered at a time (default: the endpoint's ``concurrency``, 16 for the local server,
@@ -236,7 +239,12 @@ def run_comparison(
         for task in task_list:
             questions = task.queries[:limit] if limit else task.queries
             sources, task_skipped = open_retrievers(
-                task, retrievers, chroma=chroma or output / "chroma", encoders=encoders, show_progress=not quiet
+                task,
+                retrievers,
+                chroma=chroma or output / "chroma",
+                encoders=encoders,
+                hybrid=hybrid,
+                show_progress=not quiet,
             )
             skipped.update(task_skipped)
             for name, source in sources.items():
@@ -576,6 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--retrievers", default=",".join(DEFAULT_RETRIEVERS), help="comma-separated: bm25 and dense models"
     )
+    parser.add_argument(
+        "--hybrid-weight",
+        type=float,
+        default=HYBRID_WEIGHT,
+        help=f"BM25's share in MODEL+bm25 retrievers (min-max fusion; default {HYBRID_WEIGHT})",
+    )
     parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated: llamaindex, langchain")
     parser.add_argument("--mode", default="auto", choices=MODES, help="tools, loop, or auto (probe the endpoint)")
     parser.add_argument("--data", default=None, help=f"BRIGHT-layout folder or {HUB_DATASET} (default: offline CHAMP)")
@@ -600,6 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         llm = choose_llm_from_args(args)
     except ValueError as error:
         raise SystemExit(f"python -m demos.compare: error: {error}") from error
+    try:
+        Hybrid(weight=args.hybrid_weight)
+    except ValueError as error:
+        raise SystemExit(f"python -m demos.compare: error: {error}") from error
     settings = AgentSettings(
         k=args.k,
         depth=max(AgentSettings.depth, args.k),
@@ -619,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chroma=args.chroma,
         llm=llm,
         settings=settings,
+        hybrid=Hybrid(weight=args.hybrid_weight),
         judge=args.judge,
         use_cache=not args.no_cache,
         quiet=args.quiet,

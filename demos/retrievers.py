@@ -72,6 +72,7 @@ def open_retrievers(
     *,
     chroma: Any = None,
     encoders: Mapping[str, Any] | None = None,
+    hybrid: Hybrid | None = None,
     show_progress: bool | None = None,
 ) -> tuple[dict[str, RetrieverSource], dict[str, str]]:
     """Load and index each named retriever over ``task``'s corpus.
@@ -81,6 +82,7 @@ def open_retrievers(
         names: ``bm25``, dense model names, and dense names ending in ``+bm25`` (hybrid).
         chroma: Chroma folder, ``http://host:port`` or client; ``None`` for the default folder.
         encoders: Already loaded encoders by name; others are loaded once per process (shared with the adapters).
+        hybrid: The fusion of the ``+bm25`` names (default :class:`~reasonembed_rag.fusion.Hybrid`'s: min-max, 0.25).
         show_progress: Progress bars while embedding documents.
 
     Returns:
@@ -93,31 +95,29 @@ def open_retrievers(
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
         started = time.perf_counter()
-        model_name, hybrid = split_hybrid(name)
+        model_name, fusion = split_hybrid(name, hybrid)
         try:
-            model = load_retriever(
-                model_name, load=lambda alias: (encoders or {}).get(alias) or shared_encoder(alias)
-            )
+            model = load_retriever(model_name, load=lambda alias: (encoders or {}).get(alias) or shared_encoder(alias))
         except (ModelNotAvailableError, OSError) as error:
             skipped[name] = str(error)
             continue
         if isinstance(model, BM25):
-            if hybrid is not None:
+            if fusion is not None:
                 raise ValueError(f"{name!r} fuses BM25 with itself; name a dense model: MODEL{HYBRID_SUFFIX}.")
             sources[name] = RetrieverSource(name, "bm25s", bm25=model.index(task.documents))
         else:
             store = ChromaStore(collection_name(task, model), model, chroma=chroma, instruction=task.instruction)
             store.add_documents(task.documents.items(), show_progress=show_progress, total=len(task.documents))
             identity = f"{model.name}@{weights_fingerprint(getattr(model, 'source', None))}"
-            if hybrid is not None:
-                identity += hybrid.label
-            sources[name] = RetrieverSource(name, identity, instruction=task.instruction, store=store, hybrid=hybrid)
+            if fusion is not None:
+                identity += fusion.label
+            sources[name] = RetrieverSource(name, identity, instruction=task.instruction, store=store, hybrid=fusion)
         sources[name].index_seconds = round(time.perf_counter() - started, 2)
     return sources, skipped
 
 
-def split_hybrid(name: str) -> tuple[str, Hybrid | None]:
-    """``"m+bm25"`` -> ``("m", Hybrid())``; any other name -> ``(name, None)``."""
+def split_hybrid(name: str, hybrid: Hybrid | None = None) -> tuple[str, Hybrid | None]:
+    """``"m+bm25"`` -> ``("m", hybrid or Hybrid())``; any other name -> ``(name, None)``."""
     if name.endswith(HYBRID_SUFFIX) and len(name) > len(HYBRID_SUFFIX):
-        return name[: -len(HYBRID_SUFFIX)], Hybrid()
+        return name[: -len(HYBRID_SUFFIX)], hybrid or Hybrid()
     return name, None

@@ -367,9 +367,87 @@ def cross_validate(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
     return 0
 
 
+FUSION_WEIGHTS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0)
+"""The BM25 shares ``cv-fusion`` tries (0 = dense alone, 1 = BM25 alone)."""
+
+
+def cv_fusion(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
+    """``cv-fusion`` mode: the hybrid's BM25 weight, with and without expansion, chosen out of domain.
+
+    Reuses ``cv --soup --keep``'s fold models of one setting (``--config``, seed ``--seeds``' first) at the chosen
+    WiSE-FT weight (``--alpha``), and ``minilm-l6``. Each TRAIN problem is searched plain and expanded (the local LLM's
+    sketch, ``--expansion-max-tokens``, cached in ``OUTPUT/expansions.jsonl``) by the fold model that never saw its
+    category, and by BM25; min-max fusion at each of :data:`FUSION_WEIGHTS`; nDCG@10 pooled over the 114 problems.
+    """
+    import numpy as np
+    import torch
+    from scipy.stats import ttest_rel
+
+    from reasonembed_rag.encoder import ReasonEmbedEncoder
+    from reasonembed_rag.evaluation.metrics import evaluate_run
+    from reasonembed_rag.evaluation.offline import champ_categories
+    from reasonembed_rag.expansion import QueryExpander
+    from reasonembed_rag.fusion import Hybrid, fuse
+    from reasonembed_rag.llm import choose_llm
+    from reasonembed_rag.retrieval import BM25Index
+
+    alpha = float(args.alpha)
+    seed = int(args.seeds.split(",")[0])
+    name = name_of({**args.config, "seed": seed}, Path(args.cv_name))
+    categories = sorted(set(champ_categories().values()))
+    folds = {category: fold_task(category) for category in categories}
+    task = next(iter(folds.values()))
+    ids = list(task.documents)
+    base = ReasonEmbedEncoder.from_pretrained(PRESETS[args.model]["model"])
+    base_weights = {k: v.clone() for k, v in base.model.state_dict().items()}
+    per_query: dict[str, dict[str, float]] = {}
+    with QueryExpander(
+        choose_llm(), cache=args.output / "expansions.jsonl", max_tokens=args.expansion_max_tokens
+    ) as expander:
+        for category, fold in folds.items():
+            plain = [q.text for q in fold.queries]
+            texts = {"plain": plain, "expanded": expander.expand(plain, instruction=fold.instruction)}
+            tuned = ReasonEmbedEncoder.from_pretrained(args.output / "runs" / f"{name}-{category}")
+            trained = tuned.model.state_dict()
+            with torch.no_grad():
+                tuned.model.load_state_dict(
+                    {
+                        k: base_weights[k] + alpha * (v - base_weights[k]) if v.is_floating_point() else v
+                        for k, v in trained.items()
+                    }
+                )
+            excluded = {q.id: q.excluded_ids for q in fold.queries}
+            for model, encoder in (("minilm-l6", base), (name, tuned)):
+                documents = encoder.encode_documents([fold.documents[i] for i in ids], show_progress=False)
+                for variant, queries in texts.items():
+                    scores = encoder.encode_queries(queries, instruction=fold.instruction) @ documents.T
+                    lexical = BM25Index(fold.documents).search(queries, len(ids))
+                    dense = [sorted(zip(ids, map(float, row), strict=True), key=lambda hit: -hit[1]) for row in scores]
+                    for weight in FUSION_WEIGHTS:
+                        run = {
+                            q.id: dict(fuse(hits, bm25, hybrid=Hybrid(weight=weight)))
+                            for q, hits, bm25 in zip(fold.queries, dense, lexical, strict=True)
+                        }
+                        _, metrics = evaluate_run(run, fold.qrels, excluded)
+                        per_query.setdefault(f"{model}|{variant}|{weight:g}", {}).update(
+                            {q: m["ndcg@10"] for q, m in metrics.items()}
+                        )
+    (args.output / f"cv-fusion-{name}-alpha{alpha:g}.json").write_text(json.dumps(per_query) + "\n")
+    reference = per_query["minilm-l6|plain|0"]
+    ids_q = sorted(reference)
+    base_scores = np.array([reference[q] for q in ids_q])
+    print(f"BM25 weight -> pooled nDCG@10 x 100 over {len(ids_q)} TRAIN problems (paired t against minilm-l6 plain)")
+    for key, scores in per_query.items():
+        mine = np.array([scores[q] for q in ids_q])
+        p = float(ttest_rel(mine, base_scores).pvalue) if np.any(mine != base_scores) else 1.0
+        print(f"{key}: {100 * mine.mean():.2f} ({100 * (mine - base_scores).mean():+.2f}, t p={p:.3f})", flush=True)
+    print(expander.summary(), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("sweep", "seeds", "score", "baseline", "report", "cv"))
+    parser.add_argument("mode", choices=("sweep", "seeds", "score", "baseline", "report", "cv", "cv-fusion"))
     parser.add_argument("--model", choices=sorted(PRESETS), default="minilm-l6", help="backbone and its base settings")
     parser.add_argument("--data", type=Path, action="append", help="training folder(s); sweep tries each")
     parser.add_argument("--output", type=Path, required=True)
@@ -396,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="cv: train each setting once per --seeds seed and also score their uniform soup (mean of the weights)",
     )
+    parser.add_argument("--expansion-max-tokens", type=int, default=64, help="cv-fusion: the sketch's token cap")
     args = parser.parse_args(argv)
 
     import torch
@@ -408,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     log = args.output / "runs.jsonl"
     if args.mode == "cv":
         return cross_validate(args, alphas)
+    if args.mode == "cv-fusion":
+        return cv_fusion(args, alphas)
     if args.mode == "baseline":
         tasks = load_tasks([CHAMP_OOD_TASK, CHAMP_TASK])
         for model in BASELINES[args.model]:

@@ -893,7 +893,10 @@ def test_comparison_cells_on_real_runs(shared_minilm, comparison_chroma, tmp_pat
 def test_demo_without_llm_compares_both_task_sides(shared_minilm, comparison_chroma, tmp_path):
     """`reasonembed-rag demo` without an LLM: the comparison on both sides, the pipeline chosen on the validation
     through all three paths (agreeing), the report and the plot; no LLM is started."""
+    from reasonembed_rag.cli import demo
     from reasonembed_rag.cli.demo import run_demo
+    from reasonembed_rag.evaluation.data import load_folder_task
+    from reasonembed_rag.evaluation.runner import evaluate_dense
 
     missing = str(tmp_path / "no-such-model")
     payload = run_demo(
@@ -925,6 +928,11 @@ def test_demo_without_llm_compares_both_task_sides(shared_minilm, comparison_chr
     assert json.loads((out / "results.json").read_text())["comparison"] == payload["comparison"]
     report = (out / "report.md").read_text()
     assert "**Test side: champ_concepts** (109 queries)" in report and "![Comparison](comparison.png)" in report
+    # The hybrid cells use the demo's cross-validated fusion, as `bright --hybrid bm25 --hybrid-weight 0.1` does.
+    assert "Hybrid: 0.9 dense + 0.1 BM25, minmax fusion" in report
+    validation = load_folder_task(out / "data", "champ_concepts_ood")
+    reference = evaluate_dense(validation, shared_minilm, chroma=str(comparison_chroma), hybrid=demo.HYBRID)
+    assert ood["minilm-l6+hybrid"] == pytest.approx(reference.metrics["ndcg@10"], abs=1e-9)
     assert f"`{best['pipeline']}`" in report and "agree" in report and missing in report
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -979,6 +987,8 @@ def test_demo_report_joins_retrieval_and_agents(endpoint_factory, monkeypatch, t
             assert row["versus"]["retriever"] == agent_retriever
             assert set(row["versus"]["recall"]) == {"delta", "p", "significant", "n"}
     assert endpoint.requests, "the agents never called the configured endpoint"
+    if agent_retriever.endswith("+bm25"):  # the agents search with the demo's fusion, not the library default
+        assert payload["agents"]["retrievers"][agent_retriever]["identity"].endswith("+bm25(minmax,0.1)")
     report = (tmp_path / "report.md").read_text()
     assert f"| llamaindex | {agent_retriever} |" in report and "(agents/agents.png)" in report
     assert "significant" in report and "paired t-test" in report

@@ -134,13 +134,14 @@ def soup_adapters(
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1] (1 = the soup as averaged), got {alpha}.")
     sources = [Path(folder) for folder in folders]
-    configs = []
+    configs: list[EncoderConfig] = []
     for folder in sources:
-        if not (folder / ADAPTER_WEIGHTS_NAME).exists() or not (folder / CONFIG_NAME).exists():
+        config = EncoderConfig.load(folder) if (folder / ADAPTER_WEIGHTS_NAME).exists() else None
+        if config is None or config.base_model is None:
             raise FileNotFoundError(
                 f"{folder} is not a LoRA adapter model folder (written with --export-form adapter)."
             )
-        configs.append(EncoderConfig.load(folder))
+        configs.append(config)
     for folder, config in zip(sources[1:], configs[1:], strict=True):
         for field in ("base_model", "pooling", "query_format", "max_length"):
             if getattr(config, field) != getattr(configs[0], field):
