@@ -4,6 +4,10 @@
     python scripts/sweep_minilm.py seeds --data data/champ-ood/train --output outputs/minilm-seeds \
         --config '{"learning_rate": 1e-4, "max_steps": 16}' --seeds 42,43,44
     python scripts/sweep_minilm.py sweep --model smollm2-135m --data data/champ-ood/mix --output outputs/smol-sweep
+    python scripts/sweep_minilm.py cv --output outputs/cv --cv-name mix --remixer data/remixer-champ \
+        --config '{"learning_rate": 3e-4}' --soup --seeds 42,43,44
+    python scripts/sweep_minilm.py cv-fusion --output outputs/cv --cv-name mix --config '{"learning_rate": 3e-4}' \
+        --seeds 42 --alpha 0.75
 
 ``--model`` picks the backbone and its base settings (:data:`PRESETS`: ``reasonembed-minilm-l6``'s on
 all-MiniLM-L6-v2, ``reasonembed-smollm2-135m``'s on SmolLM2-135M); ``--config`` overrides any of them.
@@ -20,9 +24,11 @@ bright --via direct`` does. ``OUTPUT/runs.jsonl`` gets one line per run; a rerun
 does. ``cv`` is the sturdier check: leave-one-category-out over all five CHAMP categories of the TRAIN side (each fold
 trains on ``champ-data --hold-out CATEGORY`` data plus the ``--remixer`` folders, filtered the same way, and scores
 that category's TRAIN problems), pooled over the 114 TRAIN problems instead of the validation's 42, with a paired
-test against ``minilm-l6`` on the same queries. ``baseline`` scores untrained models
-(``NAME@POOLING`` overrides the pooling); ``report`` prints per-seed numbers, mean +- std and paired tests per query
-against one of them (needs scipy, which the test extra brings).
+test against ``minilm-l6`` on the same queries. ``cv --soup`` trains each setting once per ``--seeds`` seed in
+every fold, keeps the fold models and also scores their uniform soup. ``cv-fusion`` takes those fold models (one
+seed, one alpha) and tries the hybrid's BM25 weight with plain and LLM-expanded queries (:func:`cv_fusion`).
+``baseline`` scores untrained models (``NAME@POOLING`` overrides the pooling); ``report`` prints per-seed numbers,
+mean +- std and paired tests per query against one of them (needs scipy, which the test extra brings).
 """
 
 from __future__ import annotations
