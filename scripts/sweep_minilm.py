@@ -168,18 +168,13 @@ def load_encoder(name: str) -> Any:
     return ReasonEmbedEncoder.from_pretrained(model, pooling=pooling or None)
 
 
-def interpolated_scores(
-    folders: Path | list[Path], backbone: str, tasks: dict[str, Any], alphas: tuple[float, ...]
-) -> dict[str, Any]:
-    """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (W0 the backbone, W1 the trained model in ``folders``).
-
-    Several folders (seeds of one setting) make W1 their uniform soup, the mean of their weights.
-    """
+def averaged(folders: list[Path], backbone: str) -> tuple[Any, Any]:
+    """``(encoder, set_alpha)``: the trained model in ``folders`` (several: their uniform soup, the mean of their
+    weights) and a function that loads ``W0 + alpha * (W1 - W0)`` into it (W0 the backbone, W1 the trained weights)."""
     import torch
 
     from reasonembed_rag.encoder import ReasonEmbedEncoder
 
-    folders = [folders] if isinstance(folders, Path) else folders
     tuned = ReasonEmbedEncoder.from_pretrained(folders[0])
     base = ReasonEmbedEncoder.from_pretrained(backbone).model.state_dict()
     trained = {k: v.clone() for k, v in tuned.model.state_dict().items()}
@@ -188,12 +183,24 @@ def interpolated_scores(
             if v.is_floating_point():
                 trained[k] += v
     trained = {k: v / len(folders) if v.is_floating_point() else v for k, v in trained.items()}
-    result = {}
-    for alpha in alphas:
+
+    def set_alpha(alpha: float) -> None:
         with torch.no_grad():
             tuned.model.load_state_dict(
                 {k: base[k] + alpha * (v - base[k]) if v.is_floating_point() else v for k, v in trained.items()}
             )
+
+    return tuned, set_alpha
+
+
+def interpolated_scores(
+    folders: Path | list[Path], backbone: str, tasks: dict[str, Any], alphas: tuple[float, ...]
+) -> dict[str, Any]:
+    """Scores of ``W0 + alpha * (W1 - W0)`` for each alpha (:func:`averaged`; several folders: their soup)."""
+    tuned, set_alpha = averaged([folders] if isinstance(folders, Path) else folders, backbone)
+    result = {}
+    for alpha in alphas:
+        set_alpha(alpha)
         result[str(alpha)] = score(tuned, tasks)
     return result
 
@@ -386,7 +393,6 @@ def cv_fusion(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
     category, and by BM25; min-max fusion at each of :data:`FUSION_WEIGHTS`; nDCG@10 pooled over the 114 problems.
     """
     import numpy as np
-    import torch
     from scipy.stats import ttest_rel
 
     from reasonembed_rag.encoder import ReasonEmbedEncoder
@@ -405,7 +411,6 @@ def cv_fusion(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
     task = next(iter(folds.values()))
     ids = list(task.documents)
     base = ReasonEmbedEncoder.from_pretrained(PRESETS[args.model]["model"])
-    base_weights = {k: v.clone() for k, v in base.model.state_dict().items()}
     per_query: dict[str, dict[str, float]] = {}
     with QueryExpander(
         choose_llm(), cache=args.output / "expansions.jsonl", max_tokens=args.expansion_max_tokens
@@ -413,15 +418,8 @@ def cv_fusion(args: argparse.Namespace, alphas: tuple[float, ...]) -> int:
         for category, fold in folds.items():
             plain = [q.text for q in fold.queries]
             texts = {"plain": plain, "expanded": expander.expand(plain, instruction=fold.instruction)}
-            tuned = ReasonEmbedEncoder.from_pretrained(args.output / "runs" / f"{name}-{category}")
-            trained = tuned.model.state_dict()
-            with torch.no_grad():
-                tuned.model.load_state_dict(
-                    {
-                        k: base_weights[k] + alpha * (v - base_weights[k]) if v.is_floating_point() else v
-                        for k, v in trained.items()
-                    }
-                )
+            tuned, set_alpha = averaged([args.output / "runs" / f"{name}-{category}"], PRESETS[args.model]["model"])
+            set_alpha(alpha)
             excluded = {q.id: q.excluded_ids for q in fold.queries}
             for model, encoder in (("minilm-l6", base), (name, tuned)):
                 documents = encoder.encode_documents([fold.documents[i] for i in ids], show_progress=False)
