@@ -104,6 +104,8 @@ MODEL_KEY = "reasonembed_model"
 DIMENSION_KEY = "reasonembed_dimension"
 QUERY_FORMAT_KEY = "reasonembed_query_format"
 WEIGHTS_KEY = "reasonembed_weights"
+QUANTIZE_KEY = "reasonembed_quantize"
+"""How the encoder that wrote the vectors was quantised (``none``, ``int8``, ``8bit``, ``4bit``)."""
 
 DATABASE_FILE = "chroma.sqlite3"
 LOCK_FILE = "reasonembed-rag.lock"
@@ -364,9 +366,7 @@ def _acquire_lock(folder: Path, timeout: float | None) -> FileLock:
 
 
 @contextmanager
-def lock_folder(
-    folder: str | os.PathLike[str], *, timeout: float | None = DEFAULT_LOCK_TIMEOUT
-) -> Iterator[None]:
+def lock_folder(folder: str | os.PathLike[str], *, timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the exclusive writer lock of an embedded Chroma folder for the duration of the block.
 
     Chroma's embedded database keeps part of a collection's state (its vector index) in each process's memory, so
@@ -443,7 +443,13 @@ def model_metadata(encoder: Encoder) -> dict[str, str | int]:
         DIMENSION_KEY: int(encoder.dimension),
         QUERY_FORMAT_KEY: encoder.query_format,
         WEIGHTS_KEY: encoder_fingerprint(encoder),
+        QUANTIZE_KEY: encoder_quantization(encoder),
     }
+
+
+def encoder_quantization(encoder: Encoder) -> str:
+    """How ``encoder`` is quantised (``ReasonEmbedEncoder.quantize``), ``none`` when it is not."""
+    return str(getattr(encoder, "quantize", None) or "none")
 
 
 def encoder_fingerprint(encoder: Encoder) -> str:
@@ -883,9 +889,24 @@ class ChromaStore:
         if metadatas is not None and any(metadatas):
             cleaned = [dict(m) if m else None for m in metadatas]
         metadata = self.collection.metadata or {}
-        if WEIGHTS_KEY not in metadata:
-            # A collection from before fingerprints were recorded: record the weights that write to it from now on.
-            self.collection.modify(metadata={**metadata, WEIGHTS_KEY: self.weights_fingerprint})
+        quantization = encoder_quantization(self.encoder)
+        recorded = metadata.get(QUANTIZE_KEY)
+        if recorded is not None and recorded != quantization:
+            raise CollectionMismatchError(
+                f"Collection {self.name!r} in {self.location} holds vectors of {self.encoder.name!r} quantised as "
+                f"{recorded!r}, but this encoder is quantised as {quantization!r}: its vectors differ slightly, and "
+                "one collection must not mix the two. Load the model as it was indexed (CLI: "
+                f"{'no --quantize' if recorded == 'none' else '--quantize ' + recorded}), re-embed the collection "
+                f"on purpose (--reembed), or index into another collection. Searching it this way is allowed."
+            )
+        missing = {
+            key: value
+            for key, value in ((WEIGHTS_KEY, self.weights_fingerprint), (QUANTIZE_KEY, quantization))
+            if key not in metadata
+        }
+        if missing:
+            # A collection from before these were recorded: record what writes to it from now on.
+            self.collection.modify(metadata={**metadata, **missing})
         self.collection.add(ids=ids, embeddings=vectors, documents=documents, metadatas=cleaned)  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------------------------------------- search
@@ -1049,9 +1070,7 @@ class ChromaStore:
             task, instruction = self.task, self.instruction
         settings = self.collection.configuration_json.get("hnsw") or {}
         hnsw = {key: value for key, value in settings.items() if value is not None}
-        copy = ChromaStore(
-            collection, self.encoder, chroma=self.client, task=task, instruction=instruction, hnsw=hnsw
-        )
+        copy = ChromaStore(collection, self.encoder, chroma=self.client, task=task, instruction=instruction, hnsw=hnsw)
         try:
             for batch in self.records():
                 copy.add_embeddings(

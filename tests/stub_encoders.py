@@ -33,6 +33,7 @@ class TinyEncoder:
         query_format: str = "{query}",
         *,
         folder: Path | None = None,
+        quantize: str | None = None,
     ) -> None:
         from reasonembed_rag import ReasonEmbedEncoder
 
@@ -41,7 +42,10 @@ class TinyEncoder:
                 built = Path(tempfile.mkdtemp(prefix=f"tiny-encoder-{dimension}-"))
                 self._folders[dimension] = build_tiny_decoder(built, "qwen3", hidden_size=dimension)
             folder = self._folders[dimension]
-        self._encoder = ReasonEmbedEncoder.from_pretrained(str(folder), query_format=query_format, device="cpu")
+        self._encoder = ReasonEmbedEncoder.from_pretrained(
+            str(folder), query_format=query_format, device="cpu", quantize=quantize
+        )
+        self.quantize = quantize
         self.source = str(folder)
         """The model folder, whose files the store fingerprints."""
         self.name = name

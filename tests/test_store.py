@@ -96,6 +96,7 @@ def test_collection_records_model_and_cosine_space(champ_index, shared_minilm):
         "reasonembed_dimension": shared_minilm.dimension,
         "reasonembed_query_format": shared_minilm.query_format,
         "reasonembed_weights": weights_fingerprint(shared_minilm.source),
+        "reasonembed_quantize": "none",
     }
     hnsw = collection.configuration_json["hnsw"]
     assert {key: hnsw[key] for key in HNSW_SETTINGS} == HNSW_SETTINGS
@@ -515,8 +516,27 @@ def test_collection_from_before_fingerprints_records_them_on_the_next_write(tmp_
     get_client(tmp_path).create_collection("legacy", metadata=legacy, configuration={"hnsw": {"space": "cosine"}})
     store = ChromaStore("legacy", encoder, chroma=tmp_path)
     store.add_documents([("a", "a")], show_progress=False)
-    assert store.collection.metadata == {**legacy, "reasonembed_weights": weights_fingerprint(encoder.source)}
+    recorded = {"reasonembed_weights": weights_fingerprint(encoder.source), "reasonembed_quantize": "none"}
+    assert store.collection.metadata == {**legacy, **recorded}
     assert get_client(tmp_path).get_collection("legacy").metadata["reasonembed_weights"] == store.weights_fingerprint
+
+
+def test_another_quantisation_may_search_but_not_write(tmp_path):
+    """Quantised and float vectors of one model differ slightly: a collection records which built it and refuses to
+    mix them (the weights fingerprint cannot tell: the files are the same)."""
+    store = ChromaStore("float", TinyEncoder(), chroma=tmp_path)
+    store.add_documents([("a", "alpha beta"), ("b", "gamma delta")], show_progress=False)
+    assert store.collection.metadata["reasonembed_quantize"] == "none"
+    store.close()
+    quantised = ChromaStore("float", TinyEncoder(quantize="int8"), chroma=tmp_path)
+    assert {hit.id for hit in quantised.search("alpha", k=2)} == {"a", "b"}
+    with pytest.raises(CollectionMismatchError, match=r"quantised as 'none'.*quantised as 'int8'.*no --quantize"):
+        quantised.add_documents([("c", "epsilon")], show_progress=False)
+    assert quantised.count() == 2
+    quantised.close()
+    rebuilt = ChromaStore("float", TinyEncoder(quantize="int8"), chroma=tmp_path, reembed=True)
+    rebuilt.add_documents([("c", "epsilon")], show_progress=False)
+    assert rebuilt.collection.metadata["reasonembed_quantize"] == "int8" and rebuilt.count() == 1
 
 
 # --------------------------------------------------------------------------------------------------- one writer
