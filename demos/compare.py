@@ -615,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         raise SystemExit(f"python -m demos.compare: error: {error}") from error
     try:
-        Hybrid(weight=args.hybrid_weight)
+        hybrid = Hybrid(weight=args.hybrid_weight)
     except ValueError as error:
         raise SystemExit(f"python -m demos.compare: error: {error}") from error
     settings = AgentSettings(
@@ -637,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chroma=args.chroma,
         llm=llm,
         settings=settings,
-        hybrid=Hybrid(weight=args.hybrid_weight),
+        hybrid=hybrid,
         judge=args.judge,
         use_cache=not args.no_cache,
         quiet=args.quiet,

@@ -740,7 +740,7 @@ def test_comparison_on_three_questions_writes_a_valid_report_and_resumes_from_it
 
 
 def test_comparison_cli_arguments_and_errors(tmp_path):
-    from reasonembed_rag.demos.compare import build_parser, run_comparison
+    from reasonembed_rag.demos.compare import build_parser, main, run_comparison
 
     args = build_parser().parse_args(["--limit", "5", "--retrievers", "bm25, minilm-l6", "--mode", "loop"])
     assert args.limit == 5 and args.retrievers == "bm25, minilm-l6" and args.mode == "loop"
@@ -750,6 +750,9 @@ def test_comparison_cli_arguments_and_errors(tmp_path):
         run_comparison(tmp_path, limit=0)
     with pytest.raises(ValueError, match="name the BRIGHT tasks with --tasks"):
         run_comparison(tmp_path, data="xlangai/BRIGHT")
+    assert build_parser().parse_args([]).hybrid_weight == 0.25
+    with pytest.raises(SystemExit, match=r"Hybrid weight 1\.5 .* give a value in \[0, 1\]"):
+        main(["--hybrid-weight", "1.5", "--output", str(tmp_path)])
 
 
 # ----------------------------------------------------------------------------------------------- the real local LLM
